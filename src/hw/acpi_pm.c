@@ -5,6 +5,7 @@
 
 #include "platform/acpi.h"
 #include "platform/layout.h"
+#include "util.h"
 
 /* Register offsets inside the block. */
 #define OFF_PM1_STS (LAYOUT_PORT_PM1A_EVT - LAYOUT_PORT_PM_BASE)
@@ -185,8 +186,10 @@ int acpi_pm_init(struct acpi_pm *pm, const struct acpi_pm_config *cfg,
                  struct irq_line *sci)
 {
     memset(pm, 0, sizeof(*pm));
-    if (pthread_mutex_init(&pm->lock, NULL))
+    if (pthread_mutex_init(&pm->lock, NULL)) {
+        report_error("cannot create the ACPI PM lock");
         return -1;
+    }
     if (cfg)
         pm->cfg = *cfg;
     if (!pm->cfg.clock_ns)

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "util.h"
+
 #define STS_OBF 0x01
 #define STS_SYS 0x04
 #define STS_CMD 0x08
@@ -358,8 +360,10 @@ int i8042_init(struct i8042 *c, const struct i8042_config *cfg,
                struct irq_line *irq)
 {
     memset(c, 0, sizeof(*c));
-    if (pthread_mutex_init(&c->lock, NULL))
+    if (pthread_mutex_init(&c->lock, NULL)) {
+        report_error("cannot create the i8042 lock");
         return -1;
+    }
     if (cfg)
         c->cfg = *cfg;
     c->irq = irq;

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "util.h"
+
 /* Register offsets. With LCR.DLAB set, 0 and 1 are the divisor latch. */
 enum {
     REG_RBR_THR = 0,
@@ -349,8 +351,10 @@ int serial_init(struct serial *s, const struct serial_config *cfg,
                 struct irq_line *irq)
 {
     memset(s, 0, sizeof(*s));
-    if (pthread_mutex_init(&s->lock, NULL))
+    if (pthread_mutex_init(&s->lock, NULL)) {
+        report_error("cannot create the UART lock");
         return -1;
+    }
     if (cfg)
         s->cfg = *cfg;
     s->irq = irq;

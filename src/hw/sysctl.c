@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "util.h"
+
 #define PORT92_A20 0x02
 #define RCR_SYS_RST 0x02  /* hard reset when RST_CPU rises */
 #define RCR_RST_CPU 0x04
@@ -63,7 +65,11 @@ int sysctl_init(struct sysctl *s, const struct sysctl_config *cfg)
     memset(s, 0, sizeof(*s));
     if (cfg)
         s->cfg = *cfg;
-    return pthread_mutex_init(&s->lock, NULL) ? -1 : 0;
+    if (pthread_mutex_init(&s->lock, NULL)) {
+        report_error("cannot create the system-control lock");
+        return -1;
+    }
+    return 0;
 }
 
 void sysctl_destroy(struct sysctl *s)
