@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "platform/acpi.h"
@@ -396,7 +397,52 @@ static const char *exit_reason_name(unsigned r)
     return r < ARRAY_SIZE(names) && names[r] ? names[r] : NULL;
 }
 
-void vm_print_stats(struct vm *vm)
+uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Guest RAM pages the host actually backs (touched by the guest or us). */
+static uint64_t guest_resident_bytes(struct vm *vm)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = vm->ram_size / (uint64_t)page;
+    unsigned char *vec = malloc(pages);
+    uint64_t n = 0;
+    if (vec && mincore(vm->ram, vm->ram_size, vec) == 0)
+        for (size_t i = 0; i < pages; i++)
+            n += vec[i] & 1;
+    free(vec);
+    return n * (uint64_t)page;
+}
+
+static void print_resource_stats(struct vm *vm, uint64_t t0_ns)
+{
+    if (vm->first_run_ns && t0_ns)
+        fprintf(stderr, "  startup: %.3f ms to the first KVM_RUN\n",
+                (double)(vm->first_run_ns - t0_ns) / 1e6);
+    uint64_t rss = rss_bytes(), guest = guest_resident_bytes(vm);
+    fprintf(stderr, "  memory: RSS %llu KiB, guest RAM resident %llu KiB, "
+                    "VMM overhead %llu KiB\n",
+            (unsigned long long)(rss / 1024), (unsigned long long)(guest / 1024),
+            (unsigned long long)((rss > guest ? rss - guest : 0) / 1024));
+}
+
+void vm_print_stats(struct vm *vm, uint64_t t0_ns)
 {
     uint64_t total[VCPU_EXIT_REASONS] = {0}, all = 0, pio_un = 0, mmio_un = 0;
     for (unsigned i = 0; i < vm->ncpus; i++) {
@@ -420,4 +466,5 @@ void vm_print_stats(struct vm *vm)
     fprintf(stderr, "  %-16s %llu\n  unclaimed pio %llu, mmio %llu\n", "total",
             (unsigned long long)all, (unsigned long long)pio_un,
             (unsigned long long)mmio_un);
+    print_resource_stats(vm, t0_ns);
 }

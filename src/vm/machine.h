@@ -71,6 +71,7 @@ struct vm {
     unsigned ncpus;
 
     int stop_reason; /* enum vm_stop_reason, first one wins */
+    uint64_t first_run_ns; /* CLOCK_MONOTONIC at the BSP's first KVM_RUN */
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg,
@@ -84,7 +85,10 @@ void vm_destroy(struct vm *vm);
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why);
 enum vm_stop_reason vm_stop_reason(struct vm *vm);
 
-/* Prints --stats counters. */
-void vm_print_stats(struct vm *vm);
+/* Prints --stats counters: exits by reason, startup time (from t0_ns,
+ * CLOCK_MONOTONIC) and the VMM's memory overhead. */
+void vm_print_stats(struct vm *vm, uint64_t t0_ns);
+
+uint64_t monotonic_ns(void);
 
 #endif

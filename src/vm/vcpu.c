@@ -341,6 +341,8 @@ static void *vcpu_thread(void *arg)
     snprintf(name, sizeof(name), "vcpu%u", v->id);
     pthread_setname_np(pthread_self(), name);
 
+    if (v->id == 0)
+        v->vm->first_run_ns = monotonic_ns();
     while (vm_stop_reason(v->vm) == VM_RUNNING) {
         int r = ioctl(v->fd, KVM_RUN, 0);
         if (r < 0) {
