@@ -381,6 +381,39 @@ static void check_pci_crs(const char *dsl, uint64_t ram)
     assert_true(!extra || extra > end);
 }
 
+/* PRQA..PRQD are the route registers 0x60..0x63, and LNKx uses PRQx. */
+static void check_route_registers(const char *dsl)
+{
+    const char *p = strstr(dsl, "Field (PIRQ, ByteAcc, NoLock, Preserve)");
+    assert_non_null(p);
+    for (char c = 'A'; c <= 'D'; c++) {
+        char unit[16];
+        snprintf(unit, sizeof(unit), "PRQ%c,   8", c);
+        const char *u = strstr(p, unit);
+        assert_non_null(u);
+        assert_null(memchr(p, '}', (size_t)(u - p)));
+        p = u;
+    }
+    for (char c = 'A'; c <= 'D'; c++) {
+        char dev[16], reg[24];
+        snprintf(dev, sizeof(dev), "Device (LNK%c)", c);
+        const char *start = strstr(dsl, dev);
+        assert_non_null(start);
+        const char *end = strstr(start + 1, "Device (");
+        assert_non_null(end);
+        unsigned uses = 0;
+        for (char r = 'A'; r <= 'D'; r++) {
+            snprintf(reg, sizeof(reg), "\\_SB.PCI0.ISA.PRQ%c", r);
+            for (const char *q = strstr(start, reg); q && q < end;
+                 q = strstr(q + 1, reg)) {
+                assert_int_equal(r, c);
+                uses++;
+            }
+        }
+        assert_true(uses >= 4); /* _STA, _DIS, _CRS, _SRS */
+    }
+}
+
 static void check_dsdt_text(const char *dsl, unsigned ncpus, uint64_t ram)
 {
     assert_non_null(strstr(dsl, "Name (\\_S5, Package (0x04)"));
@@ -400,6 +433,7 @@ static void check_dsdt_text(const char *dsl, unsigned ncpus, uint64_t ram)
     assert_non_null(strstr(dsl, "EisaId (\"PNP0B00\")"));
     assert_non_null(strstr(dsl, "EisaId (\"PNP0501\")"));
     assert_non_null(strstr(dsl, "Name (_HID, \"QEMU0002\")"));
+    check_route_registers(dsl);
     check_prt(dsl);
     check_pci_crs(dsl, ram);
 }
@@ -452,6 +486,77 @@ static void check_iasl(const struct linked *k, const struct found *f,
         fail_msg("iasl recompile (rc %d):\n%s", rc, out);
     free(out);
     tool_rmdir(dir);
+}
+
+/* ---- acpiexec: the link devices run under ACPICA's interpreter ---------- */
+
+struct eval_step {
+    const char *path, *args, *want; /* want: text in the printed result */
+};
+
+/* Runs every step in one acpiexec session over the DSDT and checks each
+ * result in order. acpiexec backs the PCI_Config region with memory, so
+ * the route registers keep what _SRS and _DIS write. */
+static void run_steps(const char *dir, const struct eval_step *steps,
+                      unsigned n)
+{
+    char cmds[4096] = "-b \"";
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = strlen(cmds);
+        snprintf(cmds + len, sizeof(cmds) - len, "evaluate %s %s; ",
+                 steps[i].path, steps[i].args);
+    }
+    strcat(cmds, "\" dsdt.dat");
+    char *out;
+    int rc = tool_run(dir, tool_path("ACPIEXEC"), cmds, &out);
+    if (rc != 0 || strstr(out, "Error") || strstr(out, "Exception"))
+        fail_msg("acpiexec (rc %d):\n%s", rc, out);
+    const char *p = out;
+    for (unsigned i = 0; i < n; i++) {
+        char head[96];
+        snprintf(head, sizeof(head), "Evaluating %s\n", steps[i].path);
+        p = strstr(p, head);
+        assert_non_null(p);
+        p += strlen(head);
+        const char *end = strstr(p, "Evaluating ");
+        const char *hit = strstr(p, steps[i].want);
+        if (!hit || (end && hit > end))
+            fail_msg("%s: no \"%s\" in:\n%s", steps[i].path, steps[i].want, p);
+    }
+    free(out);
+}
+
+static void test_link_methods(void **state)
+{
+    /* The buffers are Interrupt () descriptors with one IRQ. */
+#define IRQ_RES(irq) "89 06 00 09 01 " irq " 00 00 00 79 00"
+    static const struct eval_step steps[] = {
+        {"\\_SB.LNKB._SRS", "(" IRQ_RES("0B") ")", "No object was returned"},
+        {"\\_SB.LNKB._STA", "", "[Integer] = 000000000000000B"},
+        {"\\_SB.LNKB._CRS", "", IRQ_RES("0B")},
+        {"\\_SB.LNKB._DIS", "", "No object was returned"},
+        {"\\_SB.LNKB._STA", "", "[Integer] = 0000000000000009"},
+        {"\\_SB.LNKB._CRS", "", IRQ_RES("00")},
+        {"\\_SB.LNKD._SRS", "(" IRQ_RES("05") ")", "No object was returned"},
+        {"\\_SB.LNKD._CRS", "", IRQ_RES("05")},
+        {"\\_SB.LNKB._STA", "", "[Integer] = 0000000000000009"},
+        {"\\_SB.LNKS._CRS", "", IRQ_RES("09")},
+        {"\\_SB.LNKA._PRS", "", "0000: 89 0E 00 09 03 05 00 00 00 0A 00 00 00 0B"},
+        {"\\_SB.C001._UID", "", "[Integer] = 0000000000000001"},
+        {"\\_S5", "", "[Package] Contains 4 Elements"},
+    };
+#undef IRQ_RES
+    struct linked k;
+    struct found f;
+    build(&k, 2, 256 * MiB);
+    check_rsdp(&k, &f);
+    check_sdts(&k, &f);
+    check_fadt(&k, &f);
+    char *dir = tool_mkdtemp();
+    write_table(&k, dir, "dsdt.dat", f.dsdt);
+    run_steps(dir, steps, ARRAY_SIZE(steps));
+    tool_rmdir(dir);
+    release(&k);
 }
 
 /* ---- Tests ---------------------------------------------------------------- */
@@ -521,6 +626,7 @@ int main(void)
         CASE("1 cpu, 6 GiB", 4),     CASE("2 cpus, 6 GiB", 5),
         CASE("4 cpus, 6 GiB", 6),    CASE("64 cpus, 6 GiB", 7),
         CASE("300 cpus, 2 GiB", 8),
+        cmocka_unit_test(test_link_methods),
         cmocka_unit_test(test_rejects_cpu_counts),
         cmocka_unit_test(test_unlinked_offsets),
     };
