@@ -83,8 +83,10 @@ static unsigned check_handles(const char *out)
 
 static void assert_has(const char *out, const char *want)
 {
-    if (!strcasestr(out, want))
-        fail_msg("dmidecode output lacks \"%s\":\n%s", want, out);
+    if (!strcasestr(out, want)) {
+        print_error("%s\n", out);
+        fail_msg("dmidecode output (above) lacks \"%s\"", want);
+    }
 }
 
 static void check_bios(const char *out)
