@@ -4,9 +4,9 @@
  * Decisions:
  *  - RSDP revision 2 with both an RSDT and an XSDT listing the same
  *    tables: 64-bit OSes follow the XSDT, 32-bit-only readers the RSDT.
- *  - FADT revision 4 (ACPI 3.0 layout, 244 bytes): the first revision whose
- *    generic address structures define the access size, and enough for
- *    RESET_REG. FIRMWARE_CTRL is the only FACS pointer (the spec requires
+ *  - FADT revision 4 (ACPI 3.0 layout, 244 bytes): enough for RESET_REG,
+ *    and the first revision that defines the access size of generic
+ *    addresses and the "VGA not present" boot flag. FIRMWARE_CTRL is the only FACS pointer (the spec requires
  *    X_FIRMWARE_CTRL to be zero then). DSDT and X_DSDT both point at the
  *    DSDT: firmware reads the 32-bit field, ACPICA the 64-bit one and only
  *    complains when the two differ. The X_ PM blocks repeat the 32-bit
@@ -15,7 +15,8 @@
  *    deprecated since ACPI 6.0 and current iasl warns about it; Linux
  *    binds both through _UID = the MADT processor UID.
  *  - PCI INTx goes through the PIIX3 route registers and link devices, so
- *    the same routing serves SeaBIOS, its MP table, `noapic` and ACPI. */
+ *    the same routing serves SeaBIOS, its MP table, `noapic` and ACPI.
+ *  - \_SB.PCI0 has _HID but no _ADR (see dsdt_pci0). */
 #include "platform/acpi.h"
 
 #include <stdio.h>
@@ -111,9 +112,10 @@ static int build_facs(struct table_loader *l, unsigned tb, uint32_t *off)
 
 #define DSDT_REVISION 2 /* 64-bit integers */
 #define PCI_BUS_MAX 0xFF
-#define STA_PRESENT_ENABLED 0x0F
-#define STA_LINK_DISABLED 0x09 /* present, functioning */
-#define STA_LINK_ENABLED 0x0B  /* present, enabled, functioning */
+/* _STA: present (bit 0), enabled (1), shown in UI (2), functioning (3) */
+#define STA_SHOWN 0x0F
+#define STA_HIDDEN 0x0B
+#define STA_DISABLED 0x09
 #define PCI_SLOT_ALL_FUNCTIONS 0xFFFF
 #define PCI_INTX_PINS 4
 #define EXT_IRQ_FIRST_INTERRUPT 5 /* byte offset in the descriptor */
@@ -174,9 +176,9 @@ static void link_sta(struct aml *a, const char *reg)
     aml_if(a);
     aml_and(a), aml_name(a, reg), aml_int(a, LAYOUT_PIRQ_ROUTE_DISABLED),
         aml_no_target(a);
-    aml_return(a), aml_int(a, STA_LINK_DISABLED);
+    aml_return(a), aml_int(a, STA_DISABLED);
     aml_end(a);
-    aml_return(a), aml_int(a, STA_LINK_ENABLED);
+    aml_return(a), aml_int(a, STA_HIDDEN);
     aml_end(a);
 }
 
@@ -259,7 +261,7 @@ static void dsdt_link_sci(struct aml *a)
     aml_device(a, LINK_SCI);
     name_eisaid(a, "_HID", "PNP0C0F");
     name_int(a, "_UID", LAYOUT_PIRQ_COUNT);
-    name_int(a, "_STA", STA_LINK_ENABLED);
+    name_int(a, "_STA", STA_HIDDEN);
     name_link_irqs(a, "_PRS", sci, 1);
     name_link_irqs(a, "_CRS", sci, 1);
     aml_method(a, "_SRS", 1, false); /* nothing to route */
@@ -340,15 +342,15 @@ static void dsdt_isa_dev(struct aml *a, const struct isa_dev *d)
 static void dsdt_isa(struct aml *a)
 {
     static const struct isa_dev devs[] = {
-        {"KBD", "PNP0303", NULL, 0, STA_PRESENT_ENABLED,
+        {"KBD", "PNP0303", NULL, 0, STA_SHOWN,
          {LAYOUT_PORT_I8042_DATA, LAYOUT_PORT_I8042_CMD}, {1, 1},
          LAYOUT_GSI_KEYBOARD},
-        {"RTC", "PNP0B00", NULL, 0, STA_PRESENT_ENABLED, {LAYOUT_PORT_RTC},
+        {"RTC", "PNP0B00", NULL, 0, STA_SHOWN, {LAYOUT_PORT_RTC},
          {LAYOUT_PORT_RTC_LEN}, LAYOUT_GSI_RTC},
-        {"COM1", "PNP0501", NULL, 1, STA_PRESENT_ENABLED, {LAYOUT_PORT_COM1},
+        {"COM1", "PNP0501", NULL, 1, STA_SHOWN, {LAYOUT_PORT_COM1},
          {LAYOUT_PORT_COM_LEN}, LAYOUT_GSI_COM1},
-        /* fw_cfg: present and decoding, hidden from the UI (as 0x0B) */
-        {"FWCF", NULL, "QEMU0002", 0, STA_LINK_ENABLED, {LAYOUT_PORT_FW_CFG},
+        /* fw_cfg: a firmware interface, kept out of device lists */
+        {"FWCF", NULL, "QEMU0002", 0, STA_HIDDEN, {LAYOUT_PORT_FW_CFG},
          {LAYOUT_PORT_FW_CFG_LEN}, -1},
     };
     aml_device(a, "ISA");

@@ -555,6 +555,17 @@ static void test_link_methods(void **state)
     char *dir = tool_mkdtemp();
     write_table(&k, dir, "dsdt.dat", f.dsdt);
     run_steps(dir, steps, ARRAY_SIZE(steps));
+
+    /* every _PRT source resolves to a link device object at load time */
+    char *out;
+    int rc = tool_run(dir, tool_path("ACPIEXEC"),
+                      "-b \"dump \\_SB.PCI0._PRT\" dsdt.dat", &out);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_str(out, "[Package] Contains 4 Elements"), 128);
+    assert_int_equal(count_str(out, "[Named Object]"), 128);
+    assert_int_equal(count_str(out, "Device: \\_SB.LNK"), 128);
+    assert_int_equal(count_str(out, "Device: \\_SB.LNKS"), 1);
+    free(out);
     tool_rmdir(dir);
     release(&k);
 }
