@@ -181,25 +181,15 @@ static int place_acpi(struct vm *vm, uint64_t *rsdp_addr)
     struct table_loader l;
     loader_init(&l);
     int ret = -1;
-    if (acpi_build(&vm->info, &l) || l.blob_count != 2) {
+    uint64_t addr[LOADER_MAX_BLOBS];
+    uint8_t *img[LOADER_MAX_BLOBS];
+    if (acpi_build(&vm->info, &l) || acpi_direct_addresses(&l, addr) ||
+        loader_link(&l, addr, img)) {
         report_error("cannot build the ACPI tables");
         goto out;
     }
-    uint64_t addr[2];
-    addr[0] = LAYOUT_ACPI_START;
-    addr[1] = ALIGN_UP(LAYOUT_ACPI_START + l.blobs[0].len,
-                       (uint64_t)l.blobs[1].align);
-    if (addr[1] + l.blobs[1].len > LAYOUT_ACPI_START + LAYOUT_ACPI_SIZE) {
-        report_error("ACPI tables too large for their area");
-        goto out;
-    }
-    uint8_t *img[2];
-    if (loader_link(&l, addr, img)) {
-        report_error("cannot link the ACPI tables");
-        goto out;
-    }
     ret = 0;
-    for (unsigned i = 0; i < 2; i++) {
+    for (unsigned i = 0; i < l.blob_count; i++) {
         if (gmem_write(&vm->mem, addr[i], img[i], l.blobs[i].len))
             ret = -1;
         free(img[i]);
