@@ -32,7 +32,7 @@ struct serial_config {
      * held (that keeps the order when several vCPUs write), so it must not
      * call back into this UART; a blocking write(2) is fine and stalls only
      * this port. NULL drops the output. */
-    void (*write)(void *opaque, const uint8_t *buf, size_t len);
+    void (*write)(void *opaque, const void *buf, size_t len);
     /* Called without the lock, from a vCPU thread, once FIFO space frees
      * up after serial_receive() accepted less than it was offered (or
      * refused input during loopback). NULL: nobody waits. */

@@ -18,7 +18,7 @@ struct fixture {
     unsigned rx_ready_calls;
 };
 
-static void capture_write(void *opaque, const uint8_t *buf, size_t len)
+static void capture_write(void *opaque, const void *buf, size_t len)
 {
     struct fixture *f = opaque;
     assert_true(f->out_len + len <= sizeof(f->out));
