@@ -38,10 +38,17 @@
 
 #define FW_CFG_SIGNATURE 0x0000
 #define FW_CFG_ID 0x0001
+#define FW_CFG_UUID 0x0002
+#define FW_CFG_RAM_SIZE 0x0003
+#define FW_CFG_NOGRAPHIC 0x0004
+#define FW_CFG_NB_CPUS 0x0005
+#define FW_CFG_BOOT_MENU 0x000E
+#define FW_CFG_MAX_CPUS 0x000F
 #define FW_CFG_FILE_DIR 0x0019
 #define FW_CFG_FILE_FIRST 0x0020
 #define FW_CFG_FILE_END 0x4000 /* keys from here up to 0x7FFF: unused */
 #define FW_CFG_ARCH_LOCAL 0x8000 /* x86 items such as IRQ0_OVERRIDE */
+#define FW_CFG_IRQ0_OVERRIDE 0x8002
 #define FW_CFG_FILE_NAME_SIZE 56 /* NUL included */
 
 #define FW_CFG_DMA_ERROR 0x01
