@@ -268,6 +268,16 @@ static bool parse_madt(struct acpi_info *ai)
     return true;
 }
 
+static void print_madt(const struct acpi_madt_info *m)
+{
+    kit_printf("INFO acpi.madt cpus %u lapic 0x%lx ioapic 0x%lx gsi %u overrides",
+               m->cpu_count, m->lapic_addr, m->ioapic_addr, m->ioapic_gsi_base);
+    for (unsigned irq = 0; irq < 16; irq++)
+        if (m->isa_gsi[irq] != irq || m->isa_flags[irq])
+            kit_printf(" %u->%u/0x%x", irq, m->isa_gsi[irq], m->isa_flags[irq]);
+    kit_printf("\n");
+}
+
 static bool walk_root(struct acpi_info *ai)
 {
     unsigned esize = ai->root_is_xsdt ? 8 : 4;
@@ -317,6 +327,10 @@ bool acpi_load(struct acpi_info *ai)
     kit_info("acpi.fadt", "rev %u len %u pm1a_cnt 0x%x sci %u smi_cmd 0x%x",
              ai->fadt_rev, ai->fadt_len, ai->pm1a_cnt, ai->sci_int,
              ai->smi_cmd);
+    kit_info("acpi.reset", "supported %u space %u addr 0x%lx value 0x%x",
+             ai->reset_supported, ai->reset_reg.space, ai->reset_reg.addr,
+             ai->reset_value);
+    print_madt(&ai->madt_info);
     return kit_check(true, "acpi-tables", "%u tables", ai->table_count);
 }
 

@@ -193,6 +193,9 @@ bool paging_translate(uint64_t cr3, uint64_t va, uint64_t *pa);
 /* ---- pit.c: delays and timeouts from PIT channel 2 -------------------- */
 
 void pit_delay_us(uint32_t us);
+/* A single countdown of at most 50 ms, and whether it has run out. */
+void pit_one_shot(uint32_t us);
+bool pit_one_shot_done(void);
 /* Polls done() until it returns true or ms milliseconds passed. */
 bool pit_wait_ms(uint32_t ms, bool (*done)(void *), void *arg);
 /* Channel 0 as a periodic rate generator at hz. */
@@ -240,7 +243,7 @@ struct acpi_info {
     uint16_t sci_int;
     uint32_t smi_cmd;
     uint8_t acpi_enable;
-    uint32_t fadt_flags;
+    uint32_t fadt_flags; /* bit 8: 32-bit PM timer */
     bool reset_supported;
     struct acpi_gas reset_reg;
     uint8_t reset_value;

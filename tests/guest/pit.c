@@ -10,7 +10,7 @@
 #define PIT_MAX_CHUNK_US 50000u
 
 /* One mode-0 countdown of at most 50 ms on channel 2. */
-static void pit_one_shot(uint32_t us)
+void pit_one_shot(uint32_t us)
 {
     uint32_t count = (uint32_t)((uint64_t)us * PIT_HZ / 1000000u);
     uint8_t b = inb(PORT_B) & ~0x03;
@@ -24,7 +24,7 @@ static void pit_one_shot(uint32_t us)
     outb(PORT_B, b | 0x01);      /* gate high: count down */
 }
 
-static bool pit_one_shot_done(void)
+bool pit_one_shot_done(void)
 {
     return inb(PORT_B) & 0x20;
 }
