@@ -42,7 +42,7 @@ static uint64_t trampoline_page(void)
         if (kit_boot.mem[i].type == 1 && kit_boot.mem[i].addr == 0 &&
             kit_boot.mem[i].size >= 0x10000)
             return ((kit_boot.mem[i].size & ~0xFFFULL) - 0x1000);
-    return 0x8000;
+    return 0;
 }
 
 static bool trampoline_install(uint64_t page, const struct acpi_info *ai)
@@ -56,6 +56,8 @@ static bool trampoline_install(uint64_t page, const struct acpi_info *ai)
     };
     uint64_t c = kit_boot.cmdline_addr, i = kit_boot.info_addr;
 
+    if (!page)
+        return kit_check(false, "smp-trampoline", "no RAM at 0 for the trampoline");
     if ((c < page + 0x1000 && page < c + strlen(kit_boot.cmdline) + 1) ||
         (i < page + 0x1000 && page < i + kit_boot.info_size))
         return kit_check(false, "smp-trampoline",
