@@ -267,12 +267,9 @@ bool acpi_find_s5(const uint8_t *aml, size_t len, uint8_t *a, uint8_t *b);
 /* ---- apic.c ----------------------------------------------------------- */
 
 #define LAPIC_ID 0x20
-#define LAPIC_VERSION 0x30
 #define LAPIC_TPR 0x80
 #define LAPIC_EOI 0xB0
 #define LAPIC_SVR 0xF0
-#define LAPIC_ISR0 0x100
-#define LAPIC_ESR 0x280
 #define LAPIC_ICR_LO 0x300
 #define LAPIC_ICR_HI 0x310
 
