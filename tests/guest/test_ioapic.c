@@ -110,8 +110,8 @@ static void check_com1(const struct acpi_madt_info *m)
     outb(com + COM_IER, 0);
     outb(com + COM_MCR, 0x03);
     ioapic_mask(pin);
-    if (sent < sizeof(line) - 1)
-        console_putc('\n');
+    if (sent && sent < sizeof(line) - 1)
+        console_putc('\n'); /* end the partial line */
     kit_check(sent == sizeof(line) - 1 && com_irqs == sent + 1 &&
                   !com_bad_iir,
               "ioapic-com1", "%u THRE interrupts for %u bytes, %u not THRE",
