@@ -320,9 +320,5 @@ int config_validate(struct vm_config *cfg)
                      (unsigned long long)LAYOUT_CMDLINE_MAX - 1);
         return -1;
     }
-    if (!cfg->kernel && cfg->ndisks == 0 && !cfg->firmware) {
-        report_error("nothing to boot: give --kernel FILE or --disk FILE");
-        return -1;
-    }
     return 0;
 }

@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "boot/firmware.h"
 #include "platform/acpi.h"
 #include "platform/e820.h"
 #include "platform/layout.h"
@@ -147,7 +149,36 @@ static int setup_ram(struct vm *vm)
 
 static void com1_output(void *opaque, const void *buf, size_t len)
 {
-    console_write(opaque, buf, len);
+    struct vm *vm = opaque;
+    console_write(vm->env->console, buf, len);
+}
+
+static void com1_rx_ready(void *opaque)
+{
+    struct vm *vm = opaque;
+    console_resume_async(vm->env->console);
+}
+
+static size_t com1_input(void *opaque, const uint8_t *buf, size_t len)
+{
+    struct vm *vm = opaque;
+    return serial_receive(&vm->com1, buf, len);
+}
+
+static void request_reset(void *opaque)
+{
+    vm_request_stop(opaque, VM_STOP_RESET);
+}
+
+static void request_poweroff(void *opaque)
+{
+    vm_request_stop(opaque, VM_STOP_POWEROFF);
+}
+
+static void rtc_timer_event(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    rtc_timer_expired(&vm->rtc);
 }
 
 static int add_pio(struct vm *vm, uint64_t port, uint64_t len,
@@ -161,17 +192,122 @@ static int add_pio(struct vm *vm, uint64_t port, uint64_t len,
     return 0;
 }
 
-static int setup_devices(struct vm *vm)
+static int setup_chipset(struct vm *vm)
 {
     bool direct = vm->boot->kernel.data != NULL;
     if (pci_host_init(&vm->pci, &vm->pio, &vm->mmio, vm->vm_fd) ||
         pci_host_register_ports(&vm->pci) ||
         piix_init(&vm->piix, &vm->pci, direct))
         return -1;
-    vm->com1.write = com1_output;
-    vm->com1.opaque = vm->console;
-    return add_pio(vm, LAYOUT_PORT_COM1, LAYOUT_PORT_COM_LEN, &early_uart_ops,
+    struct sysctl_config sc = {.reset_request = request_reset, .opaque = vm};
+    if (sysctl_init(&vm->sysctl, &sc))
+        return -1;
+    /* 0xCF9 shares the PCI address dword; the host forwards byte accesses. */
+    vm->pci.reset_control_ops = &sysctl_reset_control_ops;
+    vm->pci.reset_control_opaque = &vm->sysctl;
+    return add_pio(vm, LAYOUT_PORT_A20, 1, &sysctl_port92_ops, &vm->sysctl,
+                   "port92") ||
+           add_pio(vm, LAYOUT_PORT_POST, 1, &sysctl_post_ops, &vm->sysctl,
+                   "post");
+}
+
+static int setup_serial(struct vm *vm)
+{
+    irq_line_init(&vm->irq_com1, vm->vm_fd, LAYOUT_GSI_COM1);
+    struct serial_config c = {.write = com1_output,
+                              .rx_ready = com1_rx_ready,
+                              .opaque = vm};
+    if (serial_init(&vm->com1, &c, &vm->irq_com1))
+        return -1;
+    return add_pio(vm, LAYOUT_PORT_COM1, LAYOUT_PORT_COM_LEN, &serial_bus_ops,
                    &vm->com1, "com1");
+}
+
+static int setup_rtc(struct vm *vm)
+{
+    irq_line_init(&vm->irq_rtc, vm->vm_fd, LAYOUT_GSI_RTC);
+    struct rtc_config c = {.ram_size = vm->cfg->mem_bytes,
+                           .ncpus = vm->ncpus};
+    if (rtc_init(&vm->rtc, &c, &vm->irq_rtc) ||
+        add_pio(vm, LAYOUT_PORT_RTC, LAYOUT_PORT_RTC_LEN, &rtc_bus_ops,
+                &vm->rtc, "rtc"))
+        return -1;
+    if (evloop_add(vm->env->loop, rtc_timer_fd(&vm->rtc), EPOLLIN,
+                   rtc_timer_event, vm)) {
+        report_error("cannot watch the RTC timer");
+        return -1;
+    }
+    vm->rtc_timer_registered = true;
+    return 0;
+}
+
+static int setup_legacy_devices(struct vm *vm)
+{
+    irq_line_init(&vm->irq_kbd, vm->vm_fd, LAYOUT_GSI_KEYBOARD);
+    irq_line_init(&vm->irq_sci, vm->vm_fd, LAYOUT_GSI_SCI);
+    struct i8042_config kc = {.reset_request = request_reset, .opaque = vm};
+    struct acpi_pm_config pc = {.poweroff_request = request_poweroff,
+                                .opaque = vm};
+    if (i8042_init(&vm->kbc, &kc, &vm->irq_kbd) ||
+        acpi_pm_init(&vm->pm, &pc, &vm->irq_sci) ||
+        fw_cfg_init(&vm->fw_cfg, &vm->mem))
+        return -1;
+    debugcon_init(&vm->debugcon, vm->env->debugcon_fd);
+    return add_pio(vm, LAYOUT_PORT_I8042_DATA, 1, &i8042_data_ops, &vm->kbc,
+                   "i8042-data") ||
+           add_pio(vm, LAYOUT_PORT_I8042_CMD, 1, &i8042_cmd_ops, &vm->kbc,
+                   "i8042-cmd") ||
+           add_pio(vm, LAYOUT_PORT_PM_BASE, LAYOUT_PORT_PM_LEN,
+                   &acpi_pm_bus_ops, &vm->pm, "acpi-pm") ||
+           add_pio(vm, LAYOUT_PORT_DEBUGCON, 1, &debugcon_bus_ops,
+                   &vm->debugcon, "debugcon") ||
+           add_pio(vm, LAYOUT_PORT_FW_CFG, LAYOUT_PORT_FW_CFG_LEN,
+                   &fw_cfg_bus_ops, &vm->fw_cfg, "fw_cfg");
+}
+
+/* In direct boot no firmware programs the ELCR: mark the level ISA IRQs
+ * (SCI, PCI INTx) as the tables describe them. */
+static int set_level_irqs_in_elcr(struct vm *vm)
+{
+    static const uint8_t level_irqs[] = LAYOUT_LEVEL_IRQS;
+    for (unsigned chip = KVM_IRQCHIP_PIC_MASTER; chip <= KVM_IRQCHIP_PIC_SLAVE;
+         chip++) {
+        struct kvm_irqchip ic = {.chip_id = chip};
+        if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &ic) < 0)
+            return -1;
+        for (unsigned i = 0; i < ARRAY_SIZE(level_irqs); i++)
+            if (level_irqs[i] / 8 == chip)
+                ic.chip.pic.elcr |= (uint8_t)(1u << (level_irqs[i] % 8));
+        if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &ic) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int setup_devices(struct vm *vm)
+{
+    if (setup_chipset(vm) || setup_serial(vm) || setup_rtc(vm) ||
+        setup_legacy_devices(vm))
+        return -1;
+    vm->devices_up = true;
+    if (vm->boot->kernel.data && set_level_irqs_in_elcr(vm)) {
+        report_error("cannot program the PIC's edge/level register");
+        return -1;
+    }
+    return 0;
+}
+
+static void destroy_devices(struct vm *vm)
+{
+    if (vm->rtc_timer_registered)
+        evloop_del(vm->env->loop, rtc_timer_fd(&vm->rtc));
+    fw_cfg_destroy(&vm->fw_cfg);
+    acpi_pm_destroy(&vm->pm);
+    i8042_destroy(&vm->kbc);
+    rtc_destroy(&vm->rtc);
+    serial_destroy(&vm->com1);
+    sysctl_destroy(&vm->sysctl);
+    pci_host_destroy(&vm->pci);
 }
 
 /* ---- direct boot: tables at fixed addresses ---------------------------- */
@@ -233,10 +369,26 @@ static int place_mptable(struct vm *vm)
     return 0;
 }
 
+/* Items every boot path exposes (the guest may read fw_cfg itself). */
+static int fill_common_fw_cfg(struct vm *vm)
+{
+    struct fw_cfg *f = &vm->fw_cfg;
+    if (fw_cfg_add_u16(f, FW_CFG_NB_CPUS, (uint16_t)vm->ncpus) |
+        fw_cfg_add_u16(f, FW_CFG_MAX_CPUS, (uint16_t)vm->ncpus) |
+        fw_cfg_add_u64(f, FW_CFG_RAM_SIZE, vm->cfg->mem_bytes) |
+        fw_cfg_add_bytes(f, FW_CFG_UUID, vm->info.uuid, sizeof(vm->info.uuid))) {
+        report_error("cannot fill the firmware configuration");
+        return -1;
+    }
+    return 0;
+}
+
 static int setup_direct_boot(struct vm *vm)
 {
     const struct boot_inputs *b = vm->boot;
     uint64_t rsdp = 0;
+    if (fill_common_fw_cfg(vm))
+        return -1;
     if (place_acpi(vm, &rsdp) || place_smbios(vm) || place_mptable(vm))
         return -1;
     struct e820_entry e820[E820_MAX_ENTRIES];
@@ -253,6 +405,113 @@ static int setup_direct_boot(struct vm *vm)
         return -1;
     }
     return vcpu_set_entry_state(&vm->vcpus[0], &entry);
+}
+
+/* ---- firmware boot --------------------------------------------------- */
+
+#define FW_BOOT_FAIL_WAIT_MS 5000
+
+static int map_firmware(struct vm *vm)
+{
+    const struct boot_inputs *b = vm->boot;
+    vm->rom_size = b->firmware_len;
+    vm->rom = mmap(NULL, vm->rom_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (vm->rom == MAP_FAILED) {
+        vm->rom = NULL;
+        report_error("cannot allocate the firmware ROM");
+        return -1;
+    }
+    memcpy(vm->rom, b->firmware, b->firmware_len);
+    if (add_memslot(vm, firmware_high_base(vm->rom_size), vm->rom_size,
+                    vm->rom, true))
+        return -1;
+    if (firmware_install_low(&vm->mem, b->firmware, b->firmware_len)) {
+        report_error("cannot copy the firmware into low memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int fw_cfg_add_acpi(struct vm *vm)
+{
+    struct table_loader l;
+    loader_init(&l);
+    uint8_t *cmds = NULL;
+    size_t cmds_len = 0;
+    int ret = acpi_build(&vm->info, &l) ||
+              loader_serialize(&l, &cmds, &cmds_len);
+    for (unsigned i = 0; !ret && i < l.blob_count; i++)
+        ret = fw_cfg_add_file(&vm->fw_cfg, l.blobs[i].name, l.blobs[i].data,
+                              l.blobs[i].len) < 0;
+    if (!ret)
+        ret = fw_cfg_add_file(&vm->fw_cfg, "etc/table-loader", cmds,
+                              cmds_len) < 0;
+    free(cmds);
+    loader_free(&l);
+    if (ret)
+        report_error("cannot hand the ACPI tables to the firmware");
+    return ret ? -1 : 0;
+}
+
+static int fw_cfg_add_smbios(struct vm *vm)
+{
+    struct smbios_tables t;
+    if (smbios_build(&vm->info, false, &t)) {
+        report_error("cannot build the SMBIOS tables");
+        return -1;
+    }
+    int ret = fw_cfg_add_file(&vm->fw_cfg, SMBIOS_ANCHOR_FILE, t.anchor,
+                              sizeof(t.anchor)) < 0 ||
+              fw_cfg_add_file(&vm->fw_cfg, SMBIOS_TABLES_FILE, t.tables,
+                              t.len) < 0;
+    smbios_free(&t);
+    return ret ? -1 : 0;
+}
+
+static int fw_cfg_add_e820(struct vm *vm)
+{
+    struct e820_entry e[E820_MAX_ENTRIES];
+    unsigned n = e820_build(&vm->info, E820_FIRMWARE, e, E820_MAX_ENTRIES);
+    uint8_t buf[E820_MAX_ENTRIES * 20];
+    for (unsigned i = 0; i < n; i++) {
+        put_le64(buf + 20 * i, e[i].addr);
+        put_le64(buf + 20 * i + 8, e[i].size);
+        put_le32(buf + 20 * i + 16, e[i].type);
+    }
+    return fw_cfg_add_file(&vm->fw_cfg, "etc/e820", buf, 20 * n) < 0 ? -1 : 0;
+}
+
+static int fw_cfg_add_le(struct vm *vm, const char *name, uint64_t v,
+                         size_t size)
+{
+    uint8_t b[8];
+    put_le64(b, v);
+    return fw_cfg_add_file(&vm->fw_cfg, name, b, size) < 0 ? -1 : 0;
+}
+
+/* The items the firmware reads (platform contract §2.5/§2.6). */
+static int fill_fw_cfg(struct vm *vm)
+{
+    struct fw_cfg *f = &vm->fw_cfg;
+    if (fill_common_fw_cfg(vm))
+        return -1;
+    int ret = fw_cfg_add_u16(f, FW_CFG_BOOT_MENU, vm->cfg->boot_menu) |
+              /* KVM's default routing: ISA IRQ0 is IOAPIC pin 0 */
+              fw_cfg_add_u32(f, FW_CFG_IRQ0_OVERRIDE, 0);
+    if (ret || fw_cfg_add_e820(vm) || fw_cfg_add_acpi(vm) ||
+        fw_cfg_add_smbios(vm) ||
+        fw_cfg_add_le(vm, "etc/sercon-port", LAYOUT_PORT_COM1, 2) ||
+        fw_cfg_add_le(vm, "etc/boot-fail-wait", FW_BOOT_FAIL_WAIT_MS, 4)) {
+        report_error("cannot fill the firmware configuration");
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_firmware_boot(struct vm *vm)
+{
+    return map_firmware(vm) || fill_fw_cfg(vm) ? -1 : 0;
 }
 
 /* ---- build / run / tear down -------------------------------------------- */
@@ -295,27 +554,24 @@ static int create_vcpus(struct vm *vm)
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg,
-              const struct boot_inputs *boot, struct console *console,
-              struct evloop *loop)
+              const struct boot_inputs *boot, const struct vm_env *env)
 {
     memset(vm, 0, sizeof(*vm));
     vm->cfg = cfg;
     vm->boot = boot;
-    vm->console = console;
-    vm->loop = loop;
+    vm->env = env;
     vm->kvm_fd = vm->vm_fd = -1;
     vm->ncpus = cfg->ncpus;
     fill_machine_info(vm);
+    env->console->sink = com1_input;
+    env->console->sink_opaque = vm;
     if (bus_init(&vm->pio) || bus_init(&vm->mmio))
         return -1;
     if (open_kvm(vm) || create_kvm_vm(vm) || setup_ram(vm) ||
         irq_router_init(&vm->irq, vm->vm_fd) || setup_devices(vm) ||
         create_vcpus(vm))
         return -1;
-    if (boot->kernel.data)
-        return setup_direct_boot(vm);
-    report_error("firmware boot is not available yet");
-    return -1;
+    return boot->kernel.data ? setup_direct_boot(vm) : setup_firmware_boot(vm);
 }
 
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why)
@@ -327,7 +583,7 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason why)
         return;
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
-    evloop_stop(vm->loop);
+    evloop_stop(vm->env->loop);
 }
 
 enum vm_stop_reason vm_stop_reason(struct vm *vm)
@@ -344,7 +600,7 @@ enum vm_stop_reason vm_run(struct vm *vm)
             break;
         }
     }
-    if (evloop_run(vm->loop))
+    if (evloop_run(vm->env->loop))
         vm_request_stop(vm, VM_STOP_HOST_ERROR);
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
@@ -360,7 +616,8 @@ void vm_destroy(struct vm *vm)
             vcpu_destroy(&vm->vcpus[i]);
         free(vm->vcpus);
     }
-    pci_host_destroy(&vm->pci);
+    if (vm->devices_up)
+        destroy_devices(vm);
     irq_router_destroy(&vm->irq);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
@@ -368,6 +625,8 @@ void vm_destroy(struct vm *vm)
         close(vm->kvm_fd);
     if (vm->ram)
         munmap(vm->ram, vm->ram_size);
+    if (vm->rom)
+        munmap(vm->rom, vm->rom_size);
     free(vm->supported_cpuid);
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);

@@ -18,7 +18,13 @@
 #include "vm/irq.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
-#include "hw/early_uart.h"
+#include "hw/acpi_pm.h"
+#include "hw/debugcon.h"
+#include "hw/i8042.h"
+#include "hw/rtc.h"
+#include "hw/serial.h"
+#include "hw/sysctl.h"
+#include "platform/fw_cfg.h"
 
 enum vm_stop_reason {
     VM_RUNNING = 0,
@@ -29,6 +35,13 @@ enum vm_stop_reason {
     VM_STOP_SIGNAL,
     VM_STOP_QUIT,
     VM_STOP_HOST_ERROR,
+};
+
+/* The host side the VM talks to; outlives guest-initiated restarts. */
+struct vm_env {
+    struct console *console;
+    struct evloop *loop;
+    int debugcon_fd; /* -1: debug port output dropped */
 };
 
 /* What main.c read and validated before any VM exists; reused across
@@ -63,9 +76,21 @@ struct vm {
     struct pci_host pci;
     struct piix piix;
 
-    struct evloop *loop;
-    struct console *console;
-    struct early_uart com1;
+    const struct vm_env *env;
+    uint8_t *rom; /* pristine firmware copy mapped below 4 GiB */
+    size_t rom_size;
+
+    /* ISA interrupt inputs of the legacy devices */
+    struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+    struct serial com1;
+    struct rtc rtc;
+    struct i8042 kbc;
+    struct acpi_pm pm;
+    struct debugcon debugcon;
+    struct sysctl sysctl;
+    struct fw_cfg fw_cfg;
+    bool rtc_timer_registered;
+    bool devices_up;
 
     struct vcpu *vcpus;
     unsigned ncpus;
@@ -75,8 +100,7 @@ struct vm {
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg,
-              const struct boot_inputs *boot, struct console *console,
-              struct evloop *loop);
+              const struct boot_inputs *boot, const struct vm_env *env);
 /* Runs until the guest or the host stops it; returns the reason. */
 enum vm_stop_reason vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);
