@@ -18,6 +18,7 @@ struct blockdev {
     struct fake_blk_op log[FAKE_BLK_LOG];
     unsigned nlog;
     unsigned nsubmit;
+    unsigned ninvalid;
     unsigned fail_count;
     int fail_err;
 };
@@ -89,6 +90,11 @@ unsigned fake_blk_submit_count(const struct blockdev *bd)
     return bd->nsubmit;
 }
 
+unsigned fake_blk_invalid_count(const struct blockdev *bd)
+{
+    return bd->ninvalid;
+}
+
 void fake_blk_fail_next(struct blockdev *bd, unsigned n, int err)
 {
     bd->fail_count = n;
@@ -130,6 +136,7 @@ int blk_submit(struct blockdev *bd, struct blk_req *req)
         return -EAGAIN;
     int err = validate(bd, req);
     if (err) {
+        bd->ninvalid++;
         req->done(req, err);
         return 0;
     }

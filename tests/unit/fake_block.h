@@ -28,6 +28,9 @@ unsigned fake_blk_log_count(const struct blockdev *bd);
 const struct fake_blk_op *fake_blk_log(const struct blockdev *bd, unsigned i);
 /* Every blk_submit() call, including ones the fake refused. */
 unsigned fake_blk_submit_count(const struct blockdev *bd);
+/* Submissions the fake refused as invalid (out of range, iov total not
+ * matching len, write to a read-only disk). */
+unsigned fake_blk_invalid_count(const struct blockdev *bd);
 /* The next n executed requests fail with err (a negative errno). */
 void fake_blk_fail_next(struct blockdev *bd, unsigned n, int err);
 /* blk_submit() refuses (-EAGAIN) once this many requests are queued. */
