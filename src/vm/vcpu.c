@@ -87,10 +87,14 @@ int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v)
 
 static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)
 {
-    struct {
+    /* kvm_msrs ends in a flexible array: one entry follows the header. */
+    union {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } m = {.hdr.nmsrs = 1, .e = {.index = index, .data = value}};
+        uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+    } m;
+    memset(&m, 0, sizeof(m));
+    m.hdr.nmsrs = 1;
+    m.hdr.entries[0] = (struct kvm_msr_entry){.index = index, .data = value};
     return ioctl(v->fd, KVM_SET_MSRS, &m) == 1 ? 0 : -1;
 }
 
