@@ -3,11 +3,13 @@
 # starting from the seeds make-seeds.py writes (and from seed directories
 # other harnesses keep next to this script: seeds/<harness>/).
 #
-# usage: run-short.sh BUILD_FUZZ_DIR [SECONDS]   (default 10 per harness)
+# usage: run-short.sh BUILD_DIR [SECONDS]   (default 10 per harness)
+# BUILD_DIR is the -Dfuzz=true build directory or its tests/fuzz/.
 # Exit status: non-zero if a harness crashed or none was found.
 set -eu
 
-dir=${1:?usage: run-short.sh BUILD_FUZZ_DIR [SECONDS]}
+dir=${1:?usage: run-short.sh BUILD_DIR [SECONDS]}
+[ -d "$dir/tests/fuzz" ] && dir="$dir/tests/fuzz"
 secs=${2:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
