@@ -24,6 +24,15 @@
  * registers, masking and pending bits per PCI), otherwise INTx with the
  * ISR register (reading it clears it and de-asserts INTx).
  *
+ * Wiring (machine.c): virtio_pci_init() with a hook that issues
+ * KVM_IOEVENTFD (PIO / DATAMATCH / DEASSIGN flags from the request),
+ * pci_host_add(&vp->pci, devfn), and in the event loop every notifier's
+ * fd with virtio_pci_notifier_event(notifier) plus the device's own
+ * completion fd (virtio_blk_event_fd() -> virtio_blk_handle_completions()).
+ * Teardown, after the I/O thread has stopped: close the backend (it
+ * finishes requests in flight, which may still signal interrupts), then
+ * virtio_pci_destroy() while the VM fd is open, then free the device.
+ *
  * Locks: the device's lock (virtio_dev.lock) covers the registers; the
  * ISR and MSI-X state have small leaf locks of their own so that
  * interrupts are delivered without the device lock. Order: PCI host lock
