@@ -97,8 +97,10 @@ static int build_header(const struct qcow2_create_opts *o,
     }
     size_t blen = o->backing ? strlen(o->backing) : 0;
     size_t flen = o->backing_fmt ? strlen(o->backing_fmt) : 0;
-    /* Room check: extensions, end marker and the name in cluster 0. */
-    if (pos + 8 + flen + 8 + 8 * 48 + 8 + 8 + blen > l->cs) {
+    /* Extensions, end marker and the backing name share cluster 0; the
+     * feature name table is optional and left out when it does not fit. */
+    size_t need = pos + (flen ? 8 + ALIGN_UP(flen, 8) : 0) + 8 + blen;
+    if (need > l->cs) {
         report_error("'%s': backing file name too long for the header",
                      path);
         return -1;
@@ -106,7 +108,7 @@ static int build_header(const struct qcow2_create_opts *o,
     if (flen)
         pos += put_ext(b + pos, QCOW2_EXT_BACKING_FORMAT, o->backing_fmt,
                        (uint32_t)flen);
-    if (o->version >= 3)
+    if (o->version >= 3 && need + 8 + 8 * 48 <= l->cs)
         pos += feature_table(b + pos);
     pos += 8; /* end of extensions: already zero */
     if (blen) {
