@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -43,9 +44,41 @@ static uint64_t start_time_ns(void)
     return t0 ? strtoull(t0, NULL, 10) : monotonic_ns();
 }
 
+/* The same file under two names would be two writers of one image. */
+static int check_distinct_disks(const struct vm_config *cfg)
+{
+    struct stat st[CONFIG_MAX_DISKS];
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        if (stat(cfg->disks[i].path, &st[i]))
+            continue; /* blk_open reports it */
+        for (unsigned j = 0; j < i; j++) {
+            if (st[j].st_dev == st[i].st_dev && st[j].st_ino == st[i].st_ino) {
+                report_error("--disk %s: the same disk as --disk %s",
+                             cfg->disks[i].path, cfg->disks[j].path);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int open_disks(const struct vm_config *cfg, struct boot_inputs *b)
+{
+    if (check_distinct_disks(cfg))
+        return -1;
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        if (blk_open(&cfg->disks[i], &b->disks[i]))
+            return -1;
+        b->ndisks = i + 1;
+    }
+    return 0;
+}
+
 static int load_inputs(const struct vm_config *cfg, struct boot_inputs *b)
 {
     memset(b, 0, sizeof(*b));
+    if (open_disks(cfg, b))
+        return -1;
     if (!cfg->kernel) {
         const char *fw = cfg->firmware ? cfg->firmware
                                        : KVMPC_SEABIOS_DIR "/" FIRMWARE_DEFAULT_NAME;
@@ -67,6 +100,8 @@ static int load_inputs(const struct vm_config *cfg, struct boot_inputs *b)
 
 static void free_inputs(struct boot_inputs *b)
 {
+    for (unsigned i = 0; i < b->ndisks; i++)
+        blk_close(b->disks[i]);
     free(b->kernel_file);
     free(b->initrd);
     free(b->firmware);

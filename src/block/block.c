@@ -171,6 +171,12 @@ void blk_close(struct blockdev *bd)
     free(bd);
 }
 
+void blk_drain(struct blockdev *bd)
+{
+    while (bd->inflight)
+        aio_wait(bd->eng);
+}
+
 uint64_t blk_size(const struct blockdev *bd)
 {
     return bd->size;

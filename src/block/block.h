@@ -55,6 +55,8 @@ struct blockdev;
  * returns -1. */
 int blk_open(const struct blk_open_opts *opts, struct blockdev **out);
 void blk_close(struct blockdev *bd); /* waits for requests in flight */
+/* Waits until every submitted request has completed (done() called). */
+void blk_drain(struct blockdev *bd);
 
 uint64_t blk_size(const struct blockdev *bd); /* virtual size, bytes */
 bool blk_is_readonly(const struct blockdev *bd);

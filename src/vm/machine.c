@@ -265,6 +265,120 @@ static int setup_legacy_devices(struct vm *vm)
                    &fw_cfg_bus_ops, &vm->fw_cfg, "fw_cfg");
 }
 
+/* ---- virtio disks ------------------------------------------------------ */
+
+static unsigned disk_slot(unsigned i)
+{
+    return LAYOUT_PCI_FIRST_DEVICE_SLOT + i;
+}
+
+static int ioeventfd_hook(void *opaque, const struct virtio_pci_ioeventfd *io,
+                          bool assign)
+{
+    struct vm *vm = opaque;
+    struct kvm_ioeventfd k = {
+        .datamatch = io->data,
+        .addr = io->addr,
+        .len = io->len,
+        .fd = io->fd,
+        .flags = (io->pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+                 (io->datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
+                 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &k) < 0 ? -1 : 0;
+}
+
+static void disk_completions(void *opaque, uint32_t events)
+{
+    virtio_blk_handle_completions(opaque);
+}
+
+static int watch_disk(struct vm *vm, struct vm_disk *d)
+{
+    for (unsigned q = 0; q < virtio_pci_num_notifiers(&d->vp); q++) {
+        struct virtio_pci_notifier *n = virtio_pci_notifier(&d->vp, q);
+        if (evloop_add(vm->env->loop, n->fd, EPOLLIN,
+                       virtio_pci_notifier_event, n))
+            return -1;
+    }
+    d->watched = true;
+    return evloop_add(vm->env->loop, virtio_blk_event_fd(d->blk), EPOLLIN,
+                      disk_completions, d->blk);
+}
+
+static int setup_disk(struct vm *vm, unsigned i)
+{
+    struct vm_disk *d = &vm->disks[i];
+    struct virtio_blk_opts o = {.bd = vm->boot->disks[i]};
+    if (virtio_blk_new(&vm->mem, &o, &d->blk) ||
+        virtio_pci_init(&d->vp, virtio_blk_dev(d->blk), &vm->irq,
+                        ioeventfd_hook, vm))
+        return -1;
+    d->vp_ready = true;
+    if (pci_host_add(&vm->pci, &d->vp.pci,
+                     (uint8_t)LAYOUT_PCI_DEVFN(disk_slot(i), 0))) {
+        report_error("no PCI slot left for disk %u", i);
+        return -1;
+    }
+    d->plugged = true;
+    if (watch_disk(vm, d)) {
+        report_error("cannot watch the notifications of disk %u", i);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_disks(struct vm *vm)
+{
+    if (vm->boot->ndisks > LAYOUT_PCI_SLOTS - LAYOUT_PCI_FIRST_DEVICE_SLOT) {
+        report_error("too many disks for the PCI bus");
+        return -1;
+    }
+    for (unsigned i = 0; i < vm->boot->ndisks; i++) {
+        vm->ndisks = i + 1;
+        if (setup_disk(vm, i))
+            return -1;
+        vm->info.intx[vm->info.intx_count++] =
+            (struct pci_intx_user){.slot = (uint8_t)disk_slot(i), .pin = 1};
+    }
+    return 0;
+}
+
+/* After the I/O thread stopped: finish requests in flight (they may still
+ * complete into guest memory and signal), then drop the functions. The
+ * block devices stay open for a restart; main closes them. */
+static void destroy_disks(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->ndisks; i++) {
+        struct vm_disk *d = &vm->disks[i];
+        if (d->watched) {
+            for (unsigned q = 0; q < virtio_pci_num_notifiers(&d->vp); q++)
+                evloop_del(vm->env->loop, virtio_pci_notifier(&d->vp, q)->fd);
+            evloop_del(vm->env->loop, virtio_blk_event_fd(d->blk));
+        }
+        blk_drain(vm->boot->disks[i]);
+        if (d->blk)
+            virtio_blk_handle_completions(d->blk);
+        if (d->vp_ready)
+            virtio_pci_destroy(&d->vp);
+        if (d->blk)
+            virtio_blk_free(d->blk);
+    }
+    vm->ndisks = 0;
+}
+
+/* SeaBIOS boot order: one OpenFirmware path per disk, command-line order. */
+static int fw_cfg_add_bootorder(struct vm *vm)
+{
+    char buf[CONFIG_MAX_DISKS * 40 + 1] = "";
+    size_t len = 0;
+    for (unsigned i = 0; i < vm->ndisks; i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+                                "/pci@i0cf8/scsi@%x/disk@0,0\n", disk_slot(i));
+    return fw_cfg_add_file(&vm->fw_cfg, "bootorder", buf, len + 1) < 0 ? -1
+                                                                        : 0;
+}
+
 /* In direct boot no firmware programs the ELCR: mark the level ISA IRQs
  * (SCI, PCI INTx) as the tables describe them. */
 static int set_level_irqs_in_elcr(struct vm *vm)
@@ -290,6 +404,8 @@ static int setup_devices(struct vm *vm)
         setup_legacy_devices(vm))
         return -1;
     vm->devices_up = true;
+    if (setup_disks(vm))
+        return -1;
     if (vm->boot->kernel.data && set_level_irqs_in_elcr(vm)) {
         report_error("cannot program the PIC's edge/level register");
         return -1;
@@ -299,6 +415,7 @@ static int setup_devices(struct vm *vm)
 
 static void destroy_devices(struct vm *vm)
 {
+    destroy_disks(vm);
     if (vm->rtc_timer_registered)
         evloop_del(vm->env->loop, rtc_timer_fd(&vm->rtc));
     fw_cfg_destroy(&vm->fw_cfg);
@@ -501,6 +618,7 @@ static int fill_fw_cfg(struct vm *vm)
               fw_cfg_add_u32(f, FW_CFG_IRQ0_OVERRIDE, 0);
     if (ret || fw_cfg_add_e820(vm) || fw_cfg_add_acpi(vm) ||
         fw_cfg_add_smbios(vm) ||
+        fw_cfg_add_bootorder(vm) ||
         fw_cfg_add_le(vm, "etc/sercon-port", LAYOUT_PORT_COM1, 2) ||
         fw_cfg_add_le(vm, "etc/boot-fail-wait", FW_BOOT_FAIL_WAIT_MS, 4)) {
         report_error("cannot fill the firmware configuration");

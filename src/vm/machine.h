@@ -25,6 +25,8 @@
 #include "hw/serial.h"
 #include "hw/sysctl.h"
 #include "platform/fw_cfg.h"
+#include "virtio/blk.h"
+#include "virtio/pci.h"
 
 enum vm_stop_reason {
     VM_RUNNING = 0,
@@ -55,6 +57,15 @@ struct boot_inputs {
     size_t initrd_len;
     uint8_t *firmware;
     size_t firmware_len;
+    struct blockdev *disks[CONFIG_MAX_DISKS]; /* opened, in --disk order */
+    unsigned ndisks;
+};
+
+/* One --disk: a virtio-blk function on bus 0. */
+struct vm_disk {
+    struct virtio_blk *blk;
+    struct virtio_pci vp;
+    bool vp_ready, plugged, watched;
 };
 
 struct vm {
@@ -91,6 +102,8 @@ struct vm {
     struct fw_cfg fw_cfg;
     bool rtc_timer_registered;
     bool devices_up;
+    struct vm_disk disks[CONFIG_MAX_DISKS];
+    unsigned ndisks;
 
     struct vcpu *vcpus;
     unsigned ncpus;

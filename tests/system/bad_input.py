@@ -49,6 +49,11 @@ def make_files(d):
     with open(f['big_initrd'], 'wb') as g:
         g.truncate(31 << 20)
     f['missing'] = os.path.join(d, 'no-such-file')
+    f['garbage_link'] = os.path.join(d, 'garbage-link')
+    os.symlink(f['garbage'], f['garbage_link'])
+    # A directory is a disk no one can read as an image.
+    f['unreadable'] = os.path.join(d, 'unreadable')
+    os.mkdir(f['unreadable'])
     f['console_dir'] = os.path.join(d, 'no-such-dir', 'console.log')
     f['outdir'] = d
     return f
@@ -102,6 +107,9 @@ CASES = {
     'firmware-missing': (lambda f: ['--firmware', f['missing']], ['firmware', 'no-such-file']),
     'disk-missing': (lambda f: ['--disk', f['missing']], ['no-such-file']),
     'disk-twice': (lambda f: ['--disk', f['garbage'], '--disk', f['garbage']], ['twice']),
+    'disk-twice-other-name': (lambda f: ['--disk', f['garbage'], '--disk', f['garbage_link']], ['same disk']),
+    'disk-unreadable': (lambda f: ['--disk', f['unreadable']], ['not a regular file']),
+    'disk-bad-option': (lambda f: ['--disk', f['garbage'] + ',speed=fast'], ['speed']),
 }
 
 
