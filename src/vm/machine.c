@@ -765,8 +765,9 @@ enum vm_stop_reason vm_run(struct vm *vm)
             break;
         }
     }
-    if (evloop_run(vm->env->loop))
-        vm_request_stop(vm, VM_STOP_HOST_ERROR);
+    evloop_run(vm->env->loop);
+    /* The loop only ends for a stop; make sure one is recorded. */
+    vm_request_stop(vm, VM_STOP_HOST_ERROR);
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
     for (unsigned i = 0; i < vm->ncpus; i++)
