@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void vreport(const char *kind, const char *fmt, va_list ap)
+static void PRINTF_LIKE(2, 0) vreport(const char *kind, const char *fmt,
+                                       va_list ap)
 {
     char line[1024];
     vsnprintf(line, sizeof(line), fmt, ap);

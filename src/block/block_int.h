@@ -12,6 +12,13 @@
 #include "block/aio.h"
 #include "block/block.h"
 
+#ifndef container_of
+/* The structure that embeds member ptr (through void *: no alignment
+ * warning, the embedding structure is aligned by construction). */
+#define container_of(ptr, type, member)                                        \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
 /* An open image file. Data goes through fd (O_DIRECT with cache=none);
  * metadata, and data whose buffers or offsets O_DIRECT cannot take, go
  * through bfd, a buffered descriptor of the same file (the kernel keeps
