@@ -401,6 +401,11 @@ static int do_verify(const char *dump, const char *initial, const char *log)
         }
     }
     printf("%u bad sectors\n", bad);
+    free(got);
+    free(init);
+    free(v.w);
+    free(v.durable_min);
+    free(v.zero_max);
     return bad ? 1 : 0;
 }
 
