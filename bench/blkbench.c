@@ -3,8 +3,10 @@
  * and prints throughput.
  *
  * usage: blkbench [-f raw|qcow2] [-c none|writeback] [-q DEPTH] [-b BYTES]
- *                 [-t SECONDS] [-s SPAN] PATTERN FILE
- * PATTERN: seqread, seqwrite, randread, randwrite. */
+ *                 [-t SECONDS] [-s SPAN] [-l LOW] PATTERN FILE
+ * PATTERN: seqread, seqwrite, randread, randwrite. Completed requests are
+ * refilled once no more than LOW are in flight (default DEPTH - 1: at
+ * once). */
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "block/block.h"
@@ -20,7 +23,9 @@ struct bench {
     struct blockdev *bd;
     bool write, random, stop;
     uint64_t bs, span, next, seed, bytes, ios;
-    unsigned inflight;
+    unsigned inflight, depth, low;
+    struct slot **idle; /* completed slots waiting for a refill */
+    unsigned nidle;
 };
 
 struct slot {
@@ -50,8 +55,14 @@ static void done(struct blk_req *req, int result)
     b->inflight--;
     b->bytes += req->len;
     b->ios++;
-    if (!b->stop)
-        submit(s);
+    if (b->stop)
+        return;
+    /* Refill once the depth has dropped to the low-water mark, in one
+     * batch, like a guest queueing several requests per notification. */
+    b->idle[b->nidle++] = s;
+    if (b->inflight <= b->low)
+        while (b->nidle)
+            submit(b->idle[--b->nidle]);
 }
 
 static void submit(struct slot *s)
@@ -91,7 +102,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: blkbench [-f raw|qcow2] [-c none|writeback] [-q DEPTH] "
-            "[-b BYTES] [-t SECONDS] [-s SPAN] PATTERN FILE\n"
+            "[-b BYTES] [-t SECONDS] [-s SPAN] [-l LOW] PATTERN FILE\n"
             "PATTERN: seqread seqwrite randread randwrite\n");
     exit(2);
 }
@@ -100,6 +111,7 @@ int main(int argc, char **argv)
 {
     struct blk_open_opts o = {.cache = BLK_CACHE_NONE};
     unsigned depth = 32;
+    int low = -1;
     double secs = 5;
     struct bench b = {.bs = 4096, .seed = 88172645463325252ull};
     int i = 1;
@@ -124,6 +136,9 @@ int main(int argc, char **argv)
         case 's':
             b.span = strtoull(v, NULL, 0);
             break;
+        case 'l':
+            low = atoi(v);
+            break;
         default:
             usage();
         }
@@ -140,13 +155,22 @@ int main(int argc, char **argv)
         b.span = blk_size(b.bd);
     if (b.span < b.bs)
         usage();
+    b.depth = depth;
+    b.low = low < 0 || (unsigned)low >= depth ? depth - 1 : (unsigned)low;
+    b.idle = calloc(depth, sizeof(*b.idle));
     struct slot *slots = calloc(depth, sizeof(*slots));
+    /* The buffers share one region advised for huge pages, as guest RAM
+     * normally is: large transfers then pin few pages. */
+    size_t region = ((size_t)depth * b.bs + (2u << 20) - 1) & ~((2u << 20) - 1);
+    uint8_t *mem;
+    if (!slots || !b.idle || posix_memalign((void **)&mem, 2u << 20, region))
+        return 1;
+    madvise(mem, region, MADV_HUGEPAGE);
+    memset(mem, 0x5a, region);
     for (unsigned k = 0; k < depth; k++) {
         slots[k].b = &b;
         slots[k].iov.iov_len = b.bs;
-        if (posix_memalign(&slots[k].iov.iov_base, 4096, b.bs))
-            return 1;
-        memset(slots[k].iov.iov_base, 0x5a + (int)k, b.bs);
+        slots[k].iov.iov_base = mem + (size_t)k * b.bs;
     }
     double start = now(), end = start + secs;
     for (unsigned k = 0; k < depth; k++)
