@@ -21,8 +21,8 @@
 #define CS 65536ull /* cluster size of the images made here */
 #define L1_OFF (3 * CS)
 
-static char dir[64];
-static char img[128];
+static char dir[128];
+static char img[256];
 
 static int setup(void **state)
 {
@@ -85,7 +85,7 @@ static uint64_t peek_be64(uint64_t off)
 /* The open fails with one line on stderr that contains what. */
 static void open_fails(const char *path, bool ro, const char *what)
 {
-    char log[160];
+    char log[256];
     snprintf(log, sizeof(log), "%s/stderr.txt", dir);
     fflush(stderr);
     int saved = dup(2);
@@ -308,7 +308,7 @@ static void test_l2_entries_beyond_eof(void **state)
 
 static void test_backing_loops_and_missing(void **state)
 {
-    char a[128], b[128];
+    char a[256], b[256];
     snprintf(a, sizeof(a), "%s/a.qcow2", dir);
     snprintf(b, sizeof(b), "%s/b.qcow2", dir);
     assert_int_equal(tu_sh("cd %s && %s create -q -f qcow2 b.qcow2 1M && "
@@ -343,7 +343,7 @@ static void test_huge_virtual_size(void **state)
     open_fails(img, true, "L1 entries");
     poke_be64(24, 1ull << 62);
     open_fails(img, true, "L1 entries");
-    char big[128];
+    char big[256];
     snprintf(big, sizeof(big), "%s/big.qcow2", dir);
     char *argv[] = {"img", "create", "-f", "qcow2", "-o", "cluster_size=512",
                     big, "4T", NULL};
