@@ -12,7 +12,7 @@ src=/usr/src/linux-source-6.1.tar.xz
 [ -f "$src" ] || img_die "$src is missing (apt-get install linux-source-6.1)"
 frag=$img_dir/kernel.config
 jobs=${KVMPC_JOBS:-$(nproc)}
-key=$(img_key "$0" "$frag" "$img_dir/lib.sh" \
+key=$(img_key "$0" "$frag" \
     "$(img_pkg_version linux-source-6.1)" "$(gcc --version | head -n 1)" \
     "$(ld --version | head -n 1)")
 img_begin kernel "$key"
@@ -22,9 +22,9 @@ tar -xJf "$src" -C "$img_tmp"
 k=$img_tmp/linux-source-6.1
 m() { make -C "$k" ARCH=x86_64 KBUILD_BUILD_USER=kvmpc \
            KBUILD_BUILD_HOST=kvmpc KBUILD_BUILD_TIMESTAMP=2024-01-01 "$@"; }
-m -s tinyconfig
+m -s tinyconfig >&2
 (cd "$k" && scripts/kconfig/merge_config.sh -m .config "$frag") >/dev/null
-m -s olddefconfig
+m -s olddefconfig >&2
 
 # Kconfig silently drops options whose dependencies are unmet.
 missing=0

@@ -3,9 +3,12 @@
 # Every result lives in ${KVMPC_CACHE:-/var/cache/kvmpc}/images/NAME-KEY,
 # where KEY hashes everything the result is made from: the builder
 # scripts, their configuration and the versions of the Debian packages
-# whose files end up in it. A result is built in a temporary directory
-# beside it and renamed into place once complete, so a reader sees it whole
-# or not at all; a lock serialises builders of the same result.
+# whose files end up in it. This file only finds, locks and publishes
+# results (it shapes no content), so it is part of no KEY. A result is
+# built in a temporary directory beside it and renamed into place once
+# complete, so a reader sees it whole or not at all; a lock serialises
+# builders of the same result. Old results are not removed: worktrees of
+# other branches may still use them.
 
 img_root=${KVMPC_CACHE:-/var/cache/kvmpc}/images
 img_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,6 +64,7 @@ img_begin() {
         exit 0
     fi
     img_tmp=$(mktemp -d "$img_root/.tmp-$1-$2.XXXXXX")
+    chmod 755 "$img_tmp"
     trap 'rm -rf "$img_tmp"' EXIT
     img_started=$(date +%s)
 }
