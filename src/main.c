@@ -1,14 +1,17 @@
 /* kvmpc: command dispatch and the life cycle of one VM run. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "boot/firmware.h"
 #include "boot/kernel.h"
 #include "cli/vm_config.h"
 #include "config.h"
@@ -41,11 +44,47 @@ static uint64_t start_time_ns(void)
     return t0 ? strtoull(t0, NULL, 10) : monotonic_ns();
 }
 
+/* The same file under two names would be two writers of one image. */
+static int check_distinct_disks(const struct vm_config *cfg)
+{
+    struct stat st[CONFIG_MAX_DISKS];
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        if (stat(cfg->disks[i].path, &st[i]))
+            continue; /* blk_open reports it */
+        for (unsigned j = 0; j < i; j++) {
+            if (st[j].st_dev == st[i].st_dev && st[j].st_ino == st[i].st_ino) {
+                report_error("--disk %s: the same disk as --disk %s",
+                             cfg->disks[i].path, cfg->disks[j].path);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int open_disks(const struct vm_config *cfg, struct boot_inputs *b)
+{
+    if (check_distinct_disks(cfg))
+        return -1;
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        if (blk_open(&cfg->disks[i], &b->disks[i]))
+            return -1;
+        b->ndisks = i + 1;
+    }
+    return 0;
+}
+
 static int load_inputs(const struct vm_config *cfg, struct boot_inputs *b)
 {
     memset(b, 0, sizeof(*b));
-    if (!cfg->kernel)
-        return 0;
+    if (open_disks(cfg, b))
+        return -1;
+    if (!cfg->kernel) {
+        const char *fw = cfg->firmware ? cfg->firmware
+                                       : KVMPC_SEABIOS_DIR "/" FIRMWARE_DEFAULT_NAME;
+        return firmware_read(fw, cfg->firmware == NULL, &b->firmware,
+                             &b->firmware_len);
+    }
     if (read_file("kernel", cfg->kernel, KERNEL_MAX_BYTES, &b->kernel_file,
                   &b->kernel_len) ||
         kernel_probe(cfg->kernel, b->kernel_file, b->kernel_len, &b->kernel))
@@ -61,6 +100,8 @@ static int load_inputs(const struct vm_config *cfg, struct boot_inputs *b)
 
 static void free_inputs(struct boot_inputs *b)
 {
+    for (unsigned i = 0; i < b->ndisks; i++)
+        blk_close(b->disks[i]);
     free(b->kernel_file);
     free(b->initrd);
     free(b->firmware);
@@ -70,15 +111,9 @@ struct run_ctx {
     uint64_t t0_ns; /* process start, or the benchmark's exec time */
     struct vm vm;
     struct console console;
+    struct vm_env env;
     int sigfd;
 };
-
-static size_t console_sink(void *opaque, const uint8_t *buf, size_t len)
-{
-    (void)opaque;
-    (void)buf;
-    return len; /* the placeholder UART has no receiver yet */
-}
 
 static void on_quit_key(void *opaque)
 {
@@ -132,17 +167,38 @@ static int exit_status(enum vm_stop_reason r)
     }
 }
 
+static int open_outputs(const struct vm_config *cfg, struct run_ctx *ctx)
+{
+    ctx->env.debugcon_fd = -1;
+    if (console_open(&ctx->console, cfg->console, cfg->console_path))
+        return -1;
+    if (cfg->debugcon_path) {
+        ctx->env.debugcon_fd = open(cfg->debugcon_path,
+                                    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                                    0644);
+        if (ctx->env.debugcon_fd < 0) {
+            report_error("--debugcon: cannot open '%s': %s",
+                         cfg->debugcon_path, strerror(errno));
+            console_close(&ctx->console);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Builds, runs and tears down the VM; again after a guest reset when
  * --reboot=restart. */
 static int run_machine(const struct vm_config *cfg,
-                       const struct boot_inputs *inputs, struct run_ctx *ctx,
-                       struct evloop *loop)
+                       const struct boot_inputs *inputs, struct run_ctx *ctx)
 {
+    bool console_started = false;
     for (;;) {
-        if (vm_create(&ctx->vm, cfg, inputs, &ctx->console, loop)) {
+        if (vm_create(&ctx->vm, cfg, inputs, &ctx->env) ||
+            (!console_started && console_start(&ctx->console, ctx->env.loop))) {
             vm_destroy(&ctx->vm);
             return EXIT_ERROR;
         }
+        console_started = true;
         enum vm_stop_reason r = vm_run(&ctx->vm);
         if (cfg->stats)
             vm_print_stats(&ctx->vm, ctx->t0_ns);
@@ -174,14 +230,18 @@ static int cmd_run(int argc, char **argv)
     if (!loop || setup_signals(&ctx, loop))
         goto out;
     /* Output files are created only now that every input checked out. */
-    if (console_open(&ctx.console, cfg.console, cfg.console_path))
+    if (open_outputs(&cfg, &ctx))
         goto out;
-    ctx.console.sink = console_sink;
+    ctx.env.loop = loop;
+    ctx.env.console = &ctx.console;
     ctx.console.quit = on_quit_key;
     ctx.console.quit_opaque = &ctx;
-    if (console_start(&ctx.console, loop) == 0)
-        status = run_machine(&cfg, &inputs, &ctx, loop);
+    /* The VM sets the console's sink; start reading input once it exists. */
+    ctx.console.sink = NULL;
+    status = run_machine(&cfg, &inputs, &ctx);
     console_close(&ctx.console);
+    if (ctx.env.debugcon_fd >= 0)
+        close(ctx.env.debugcon_fd);
 out:
     evloop_free(loop);
     free_inputs(&inputs);

@@ -46,6 +46,11 @@ int kernel_plan(const struct kernel_image *k, uint64_t lowmem,
     memset(p, 0, sizeof(*p));
     int r = k->kind == KERNEL_BZIMAGE ? bzimage_plan_kernel(k, lowmem, p)
                                       : pvh_plan_kernel(k, lowmem, p);
+    if (r && p->kernel_end == 0) {
+        report_error("kernel: an ELF segment lies below 1 MiB, where the "
+                     "boot structures live");
+        return -1;
+    }
     if (r) {
         report_error("kernel does not fit in guest RAM (it needs %llu MiB "
                      "of low memory; raise --mem)",

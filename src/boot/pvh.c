@@ -146,8 +146,10 @@ int pvh_plan_kernel(const struct kernel_image *k, uint64_t lowmem,
         uint64_t seg_end;
         if (s->paddr < LAYOUT_HIGH_MEM_START ||
             __builtin_add_overflow(s->paddr, s->mem_size, &seg_end) ||
-            seg_end > lowmem)
+            seg_end > lowmem) {
+            p->kernel_end = s->paddr < LAYOUT_HIGH_MEM_START ? 0 : seg_end;
             return -1;
+        }
         end = MAX(end, seg_end);
     }
     p->load_addr = k->seg[0].paddr;

@@ -122,24 +122,7 @@ static int parse_console(const char *arg, struct vm_config *cfg)
     return 0;
 }
 
-static int parse_disk_key(const char *key, struct blk_open_opts *d)
-{
-    if (!strcmp(key, "ro"))
-        d->readonly = true;
-    else if (!strcmp(key, "format=raw"))
-        d->format = BLK_FORMAT_RAW;
-    else if (!strcmp(key, "format=qcow2"))
-        d->format = BLK_FORMAT_QCOW2;
-    else if (!strcmp(key, "cache=writeback"))
-        d->cache = BLK_CACHE_WRITEBACK;
-    else if (!strcmp(key, "cache=none"))
-        d->cache = BLK_CACHE_NONE;
-    else
-        return -1;
-    return 0;
-}
-
-/* FILE[,key]...; the path itself may not contain a comma. */
+/* FILE[,ro][,format=raw|qcow2][,cache=writeback|none] */
 static int parse_disk(char *arg, struct vm_config *cfg)
 {
     if (cfg->ndisks >= CONFIG_MAX_DISKS) {
@@ -147,24 +130,11 @@ static int parse_disk(char *arg, struct vm_config *cfg)
         return -1;
     }
     struct blk_open_opts *d = &cfg->disks[cfg->ndisks];
-    memset(d, 0, sizeof(*d));
-    char *save = NULL;
-    char *path = strtok_r(arg, ",", &save);
-    if (!path || !*path) {
-        report_error("--disk: missing file name");
+    if (blk_parse_disk_opts(arg, d))
         return -1;
-    }
-    d->path = path;
-    for (char *k = strtok_r(NULL, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
-        if (parse_disk_key(k, d)) {
-            report_error("--disk %s: unknown option '%s' (expected ro, "
-                         "format=raw|qcow2, cache=writeback|none)", path, k);
-            return -1;
-        }
-    }
     for (unsigned i = 0; i < cfg->ndisks; i++) {
-        if (!strcmp(cfg->disks[i].path, path)) {
-            report_error("--disk %s: the same disk is given twice", path);
+        if (!strcmp(cfg->disks[i].path, d->path)) {
+            report_error("--disk %s: the same disk is given twice", d->path);
             return -1;
         }
     }
@@ -318,10 +288,6 @@ int config_validate(struct vm_config *cfg)
     if (cfg->append && strlen(cfg->append) + 1 > LAYOUT_CMDLINE_MAX) {
         report_error("--append: command line longer than %llu bytes",
                      (unsigned long long)LAYOUT_CMDLINE_MAX - 1);
-        return -1;
-    }
-    if (!cfg->kernel && cfg->ndisks == 0 && !cfg->firmware) {
-        report_error("nothing to boot: give --kernel FILE or --disk FILE");
         return -1;
     }
     return 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -44,6 +45,11 @@ int console_open(struct console *c, enum console_kind kind, const char *path)
     memset(c, 0, sizeof(*c));
     c->out_fd = -1;
     c->in_fd = -1;
+    c->resume_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->resume_fd < 0) {
+        report_error("cannot create an eventfd: %s", strerror(errno));
+        return -1;
+    }
     pthread_mutex_init(&c->out_lock, NULL);
     switch (kind) {
     case CONSOLE_STDIO:
@@ -141,11 +147,21 @@ static void on_input(void *opaque, uint32_t events)
         evloop_modify(c->loop, c->in_fd, 0);
 }
 
+static void on_resume(void *opaque, uint32_t events)
+{
+    struct console *c = opaque;
+    uint64_t v;
+    if (read(c->resume_fd, &v, sizeof(v)) == sizeof(v))
+        console_resume(c);
+}
+
 int console_start(struct console *c, struct evloop *loop)
 {
     c->loop = loop;
     if (c->in_fd < 0 || !c->sink)
         return 0;
+    if (evloop_add(loop, c->resume_fd, EPOLLIN, on_resume, c))
+        return -1;
     if (isatty(c->in_fd)) {
         if (make_raw() < 0) {
             report_error("cannot set the terminal to raw mode: %s",
@@ -171,6 +187,13 @@ void console_resume(struct console *c)
     deliver_pending(c);
     if (!c->pending_len)
         evloop_modify(c->loop, c->in_fd, EPOLLIN);
+}
+
+void console_resume_async(struct console *c)
+{
+    uint64_t one = 1;
+    ssize_t n = write(c->resume_fd, &one, sizeof(one));
+    (void)n; /* EAGAIN: a wake-up is already pending */
 }
 
 void console_inject(struct console *c, const uint8_t *buf, size_t len)
@@ -212,6 +235,11 @@ void console_close(struct console *c)
         console_restore_terminal();
     if (c->close_out && c->out_fd >= 0)
         close(c->out_fd);
+    if (c->resume_fd >= 0) {
+        if (c->loop)
+            evloop_del(c->loop, c->resume_fd);
+        close(c->resume_fd);
+    }
     c->out_fd = -1;
     pthread_mutex_destroy(&c->out_lock);
 }

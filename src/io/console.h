@@ -31,6 +31,7 @@ struct console {
     void *sink_opaque;
     void (*quit)(void *opaque);
     void *quit_opaque;
+    int resume_fd; /* eventfd: another thread asks for console_resume() */
 };
 
 /* Opens the output (a file is created only now, after all input was
@@ -42,6 +43,8 @@ int console_start(struct console *c, struct evloop *loop);
 void console_write(struct console *c, const void *buf, size_t len);
 /* The sink has room again: deliver what is pending, resume reading. */
 void console_resume(struct console *c);
+/* Same, from any thread: the I/O thread resumes. */
+void console_resume_async(struct console *c);
 /* Injects bytes as if typed (SIGINT becomes Ctrl-C). */
 void console_inject(struct console *c, const uint8_t *buf, size_t len);
 void console_close(struct console *c);

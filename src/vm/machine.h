@@ -18,7 +18,15 @@
 #include "vm/irq.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
-#include "hw/early_uart.h"
+#include "hw/acpi_pm.h"
+#include "hw/debugcon.h"
+#include "hw/i8042.h"
+#include "hw/rtc.h"
+#include "hw/serial.h"
+#include "hw/sysctl.h"
+#include "platform/fw_cfg.h"
+#include "virtio/blk.h"
+#include "virtio/pci.h"
 
 enum vm_stop_reason {
     VM_RUNNING = 0,
@@ -29,6 +37,13 @@ enum vm_stop_reason {
     VM_STOP_SIGNAL,
     VM_STOP_QUIT,
     VM_STOP_HOST_ERROR,
+};
+
+/* The host side the VM talks to; outlives guest-initiated restarts. */
+struct vm_env {
+    struct console *console;
+    struct evloop *loop;
+    int debugcon_fd; /* -1: debug port output dropped */
 };
 
 /* What main.c read and validated before any VM exists; reused across
@@ -42,6 +57,15 @@ struct boot_inputs {
     size_t initrd_len;
     uint8_t *firmware;
     size_t firmware_len;
+    struct blockdev *disks[CONFIG_MAX_DISKS]; /* opened, in --disk order */
+    unsigned ndisks;
+};
+
+/* One --disk: a virtio-blk function on bus 0. */
+struct vm_disk {
+    struct virtio_blk *blk;
+    struct virtio_pci vp;
+    bool vp_ready, plugged, watched;
 };
 
 struct vm {
@@ -63,23 +87,43 @@ struct vm {
     struct pci_host pci;
     struct piix piix;
 
-    struct evloop *loop;
-    struct console *console;
-    struct early_uart com1;
+    const struct vm_env *env;
+    uint8_t *rom; /* pristine firmware copy mapped below 4 GiB */
+    size_t rom_size;
+
+    /* ISA interrupt inputs of the legacy devices */
+    struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+    struct serial com1;
+    struct rtc rtc;
+    struct i8042 kbc;
+    struct acpi_pm pm;
+    struct debugcon debugcon;
+    struct sysctl sysctl;
+    struct fw_cfg fw_cfg;
+    bool rtc_timer_registered;
+    bool devices_up;
+    struct vm_disk disks[CONFIG_MAX_DISKS];
+    unsigned ndisks;
 
     struct vcpu *vcpus;
     unsigned ncpus;
+
+    /* KVM's coalesced-write ring (debug port output), shared by vCPUs */
+    struct kvm_coalesced_mmio_ring *coalesced;
+    pthread_mutex_t coalesced_lock;
 
     int stop_reason; /* enum vm_stop_reason, first one wins */
     uint64_t first_run_ns; /* CLOCK_MONOTONIC at the BSP's first KVM_RUN */
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg,
-              const struct boot_inputs *boot, struct console *console,
-              struct evloop *loop);
+              const struct boot_inputs *boot, const struct vm_env *env);
 /* Runs until the guest or the host stops it; returns the reason. */
 enum vm_stop_reason vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);
+
+/* Delivers the writes KVM batched in the coalesced ring. Any thread. */
+void vm_drain_coalesced(struct vm *vm);
 
 /* Thread-safe; the first reason wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why);

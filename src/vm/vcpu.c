@@ -87,11 +87,14 @@ int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v)
 
 static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)
 {
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } m = {.hdr.nmsrs = 1, .e = {.index = index, .data = value}};
-    return ioctl(v->fd, KVM_SET_MSRS, &m) == 1 ? 0 : -1;
+    /* struct kvm_msrs ends in a flexible array: room for one entry */
+    uint64_t buf[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) /
+                 sizeof(uint64_t)] = {0};
+    struct kvm_msrs *m = (struct kvm_msrs *)buf;
+    m->nmsrs = 1;
+    m->entries[0].index = index;
+    m->entries[0].data = value;
+    return ioctl(v->fd, KVM_SET_MSRS, m) == 1 ? 0 : -1;
 }
 
 int vcpu_set_platform_state(struct vcpu *v)
@@ -295,6 +298,8 @@ static bool handle_exit(struct vcpu *v)
     struct kvm_run *run = v->run;
     if (run->exit_reason < VCPU_EXIT_REASONS)
         v->stats.exits[run->exit_reason]++;
+    /* Batched writes happened before this exit: deliver them first. */
+    vm_drain_coalesced(v->vm);
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         handle_pio(v);
