@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds the grub-selftest disk: GRUB (grub.sh) reads its grub.cfg from an
 # ext4 partition, lists the partitions and the root directory, prints a
-# test file between two markers and halts (ACPI power-off). No kernel.
+# test file between markers and halts (ACPI power-off; a second's pause
+# first lets the firmware's serial console flush). No kernel.
 # Prints the image path.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -25,7 +26,9 @@ echo "kvmpc-grub: ls (hd0,msdos1)/"
 ls (hd0,msdos1)/
 echo "kvmpc-grub: cat"
 cat (hd0,msdos1)/hello.txt
-echo "kvmpc-grub: end, halting"
+echo "kvmpc-grub: end"
+echo "kvmpc-grub: halting"
+sleep 1
 halt
 CFG
 grub_disk "$img_tmp/grub-selftest.img" "$root" 32
