@@ -7,7 +7,7 @@ each boot stage first shows up there:
 
     res = sysimg.boot(vmm, [image], sysimg.LINUX_STAGES, timeout=900)
     res.status      # exit status in kvmpc's terms (see EXIT_*), None if
-                    # the machine was still running at the timeout
+                    # the machine was stopped (timeout, hang)
     res.stages      # {'firmware': 1.2, 'bootloader': 3.4, ...} seconds
     res.log         # serial console text, terminal escapes removed
 
@@ -101,7 +101,7 @@ class Vmm:
         cmd = ['qemu-system-x86_64', '-accel', self.accel, '-cpu', cpu,
                '-m', str(mem), '-smp', str(cpus), '-nographic',
                '-serial', 'file:' + console, '-monitor', 'none',
-               '-no-reboot', '-trace', 'qemu_system_*_request']
+               '-no-reboot', '-trace', 'qemu_system_shutdown_request']
         for d in disks:
             cmd += ['-drive', 'file=%s,format=raw,if=virtio' % d]
         if debugcon:
@@ -110,26 +110,28 @@ class Vmm:
         return cmd
 
     def status(self, returncode, output):
-        """The exit status in kvmpc's terms."""
+        """The exit status in kvmpc's terms.
+
+        QEMU traces a guest power-off as a shutdown request with reason 6
+        (guest shutdown); with -no-reboot a guest reset (a triple fault
+        too) ends it with status 0 and no such trace.
+        """
         if self.kvmpc:
             return returncode
         if 'KVM internal error' in output:
             return EXIT_INTERNAL_ERROR
         if returncode != 0:
             return EXIT_ERROR
-        reasons = re.findall(r'qemu_system_(shutdown|reset)_request '
-                             r'reason=(\d+)', output)
-        if ('shutdown', '6') in reasons:        # SHUTDOWN_CAUSE_GUEST_SHUTDOWN
+        if re.search(r'qemu_system_shutdown_request reason=6\b', output):
             return EXIT_POWEROFF
-        if any(kind == 'reset' or r == '7' for kind, r in reasons):
-            return EXIT_RESET
-        return EXIT_ERROR
+        return EXIT_RESET
 
 
 class Result:
     def __init__(self):
         self.status = None
         self.timed_out = False
+        self.stalled = False
         self.seconds = 0.0
         self.stages = {}
         self.log = ''
@@ -143,9 +145,16 @@ class Result:
         for name, secs in self.stages.items():
             print('  %-11s %s' % (name, 'not seen' if secs is None
                                   else '%7.1f s' % secs))
-        print('  %-11s %7.1f s, %s' % (
-            'end', self.seconds,
-            'timed out' if self.timed_out else 'status %s' % self.status))
+        print('  %-11s %7.1f s, %s' % ('end', self.seconds, self.outcome()))
+
+    def outcome(self):
+        if self.timed_out:
+            return 'timed out'
+        if self.stalled:
+            return 'no console output for too long (hung)'
+        if self.status is None:
+            return 'stopped'
+        return 'status %d' % self.status
 
     def tail(self, lines=40):
         return '\n'.join(self.log.splitlines()[-lines:])
@@ -159,11 +168,13 @@ def private_copy(image, workdir):
 
 
 def boot(vmm, images, stages, timeout, cpus=1, mem=512, stop_at=None,
-         keep=False):
+         stall=None):
     """Boots private copies of images; see the module comment.
 
     stop_at: a stage name after which the machine is stopped (for images
     that do not power off by themselves); the status is then None.
+    stall: seconds without new console output after which the machine is
+    stopped as hung (res.stalled; status None).
     """
     res = Result()
     res.workdir = tempfile.mkdtemp(prefix='kvmpc-sys-')
@@ -178,11 +189,15 @@ def boot(vmm, images, stages, timeout, cpus=1, mem=512, stop_at=None,
         start = time.monotonic()
         proc = subprocess.Popen(res.command, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT)
-        stopped = False
+        stopped = internal = False
+        seen, seen_at = 0, 0.0
         while True:
             done = proc.poll() is not None
             now = time.monotonic() - start
-            res.log = clean(_read(console))
+            raw = _read(console)
+            if len(raw) != seen:
+                seen, seen_at = len(raw), now
+            res.log = clean(raw)
             while pending and re.search(pending[0][1], res.log):
                 res.stages[pending.pop(0)[0]] = round(now, 1)
             output = _read(out_path)
@@ -192,9 +207,11 @@ def boot(vmm, images, stages, timeout, cpus=1, mem=512, stop_at=None,
                 stopped = True
             if now > timeout:
                 res.timed_out = True
-            if 'KVM internal error' in output and not vmm.kvmpc:
-                stopped = True          # QEMU pauses: nothing more to see
-            if stopped or res.timed_out:
+            if stall and now - seen_at > stall:
+                res.stalled = True
+            # QEMU pauses at an emulation failure: nothing more to see.
+            internal = not vmm.kvmpc and 'KVM internal error' in output
+            if stopped or internal or res.timed_out or res.stalled:
                 proc.kill()
                 proc.wait()
                 break
@@ -202,11 +219,12 @@ def boot(vmm, images, stages, timeout, cpus=1, mem=512, stop_at=None,
         res.seconds = time.monotonic() - start
     res.log = clean(_read(console))
     res.output = _read(out_path)
-    if not res.timed_out and not (stopped and stop_at):
+    if internal:
+        res.status = EXIT_INTERNAL_ERROR
+    elif not (res.timed_out or res.stalled or stopped):
         res.status = vmm.status(proc.returncode, res.output)
-    if not keep:
-        for d in disks:
-            os.unlink(d)
+    for d in disks:
+        os.unlink(d)
     return res
 
 
@@ -240,8 +258,6 @@ def arg_parser(doc):
                     help='with --qemu: QEMU emulates the CPU (no KVM)')
     ap.add_argument('--timeout', type=float, default=None,
                     help='seconds before the machine is stopped')
-    ap.add_argument('--keep', action='store_true',
-                    help='keep the disk copies and logs (path printed)')
     return ap
 
 

@@ -26,8 +26,8 @@ def main():
                  'stage %s: /%s/ on the console' % (name, pattern))
     c.expect('FAIL' not in res.log, 'the boot sector reports no failure')
     c.expect(res.status == sysimg.EXIT_POWEROFF,
-             'ACPI power-off ends the VM with status 0 (got %s)' %
-             ('a timeout' if res.timed_out else res.status))
+             'ACPI power-off ends the VM with status 0 (%s)' %
+             res.outcome())
     return c.finish(res)
 
 

@@ -30,8 +30,8 @@ def main():
     c.expect('Power off failed' not in res.log and
              'APM' not in res.log, 'poweroff.c32 reports no APM failure')
     c.expect(res.status == sysimg.EXIT_POWEROFF,
-             'the default label powers off: status 0 (got %s)' %
-             ('a timeout' if res.timed_out else res.status))
+             'the default label powers off: status 0 (%s)' %
+             res.outcome())
     prompt = res.stages['prompt']
     c.expect(prompt is not None and res.seconds - prompt >= 4,
              'the prompt stays up for the 5 s TIMEOUT (%.1f s)' %

@@ -9,7 +9,7 @@ set -euo pipefail
 . "$img_dir/grub.sh"
 
 grub_need
-key=$(img_key "$0" "$img_dir/grub.sh" "$(grub_inputs)")
+key=$(img_key "$img_self" "$img_dir/grub.sh" "$(grub_inputs)")
 img_result_file=grub-selftest.img
 img_begin grub-selftest "$key"
 

@@ -12,7 +12,7 @@ src=/usr/src/linux-source-6.1.tar.xz
 [ -f "$src" ] || img_die "$src is missing (apt-get install linux-source-6.1)"
 frag=$img_dir/kernel.config
 jobs=${KVMPC_JOBS:-$(nproc)}
-key=$(img_key "$0" "$frag" \
+key=$(img_key "$img_self" "$frag" \
     "$(img_pkg_version linux-source-6.1)" "$(gcc --version | head -n 1)" \
     "$(ld --version | head -n 1)")
 img_begin kernel "$key"

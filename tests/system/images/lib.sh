@@ -12,6 +12,7 @@
 
 img_root=${KVMPC_CACHE:-/var/cache/kvmpc}/images
 img_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+img_self=$img_dir/${0##*/}         # the running builder, for its key
 
 img_die() {
     echo "${0##*/}: $*" >&2
@@ -33,12 +34,12 @@ img_pkg_version() {
         img_die "Debian package $1 is not installed"
 }
 
-# img_key ITEM...: a short hash of the items; an item naming a file stands
-# for its contents, any other item for itself.
+# img_key ITEM...: a short hash of the items; an item that is a path (has
+# a slash) to a file stands for the file's contents, any other for itself.
 img_key() {
     local item
     for item in "$@"; do
-        if [ -f "$item" ]; then
+        if [[ $item == */* && -f $item ]]; then
             printf 'file %s\n' "${item##*/}"
             sha256sum <"$item"
         else
@@ -69,7 +70,8 @@ img_begin() {
     img_started=$(date +%s)
 }
 
-# img_result FILE: names the result printed last (default: the directory).
+# img_result_file: the file of the result directory that the builder
+# prints as its result (empty: the directory itself).
 img_result_file=
 img_print_result() {
     if [ -n "$img_result_file" ]; then
@@ -79,12 +81,18 @@ img_print_result() {
     fi
 }
 
-# img_commit: publishes img_tmp as img_out and prints the result.
+# img_commit: publishes img_tmp as img_out and prints the result. The lock
+# file goes once the result is in place (a builder still waiting on it then
+# finds the result); after a failure it stays.
 img_commit() {
     echo "$(( $(date +%s) - img_started )) s" >"$img_tmp/build-seconds"
     sync -f "$img_tmp"
-    mv -T "$img_tmp" "$img_out"
+    if ! mv -T "$img_tmp" "$img_out" 2>/dev/null; then
+        [ -d "$img_out" ] || img_die "cannot publish $img_out"
+        rm -rf "$img_tmp"               # another builder was first
+    fi
     trap - EXIT
+    rm -f "$img_root/.lock-${img_out##*/}"
     echo "${0##*/}: built $img_out in $(cat "$img_out/build-seconds")" >&2
     img_print_result
 }

@@ -32,7 +32,7 @@ bb=/bin/busybox
 kernel=$(img_run_builder kernel.sh)
 [ -f "$kernel/bzImage" ] || img_die "kernel.sh gave no bzImage"
 cmdline="root=/dev/vda1 console=ttyS0${append:+ $append}"
-key=$(img_key "$0" "$img_dir/grub.sh" \
+key=$(img_key "$img_self" "$img_dir/grub.sh" \
     "$img_dir/initramfs-init" "$img_dir/rootfs-init" "$(grub_inputs)" \
     "busybox-static $(img_pkg_version busybox-static)" "$kernel" \
     "$name" "$cmdline")

@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 img_need as ld
-key=$(img_key "$0" "$img_dir/mbr-hello.S" \
+key=$(img_key "$img_self" "$img_dir/mbr-hello.S" \
     "$(as --version | head -n 1)" "$(ld --version | head -n 1)")
 img_result_file=mbr-hello.img
 img_begin mbr-hello "$key"

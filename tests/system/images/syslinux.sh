@@ -14,7 +14,7 @@ mbr=/usr/lib/syslinux/mbr/mbr.bin
 for f in "$mbr" "$mods/poweroff.c32" "$mods/reboot.c32"; do
     [ -f "$f" ] || img_die "$f is missing (apt-get install syslinux-common)"
 done
-key=$(img_key "$0" "syslinux $(img_pkg_version syslinux)" \
+key=$(img_key "$img_self" "syslinux $(img_pkg_version syslinux)" \
     "syslinux-common $(img_pkg_version syslinux-common)" \
     "dosfstools $(img_pkg_version dosfstools)" \
     "mtools $(img_pkg_version mtools)" "fdisk $(img_pkg_version fdisk)")
