@@ -7,9 +7,11 @@
 # and powers off. The initramfs (initramfs-init) mounts the root partition
 # and switches to it.
 #
-# usage: linux-disk.sh [--demo] [--append ARGS]
+# usage: linux-disk.sh [--demo] [--append ARGS] [--kernel BZIMAGE]
 #   --demo         the root file system gives a shell instead of powering off
 #   --append ARGS  extra kernel command line arguments
+#   --kernel FILE  install this bzImage (e.g. Debian's own) instead of the
+#                  small kernel
 # Prints the image path.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -17,11 +19,13 @@ set -euo pipefail
 
 name=linux-test
 append=
+bzimage=
 while [ $# -gt 0 ]; do
     case $1 in
     --demo) name=linux-demo; shift ;;
     --append) append=${2?--append needs an argument}; shift 2 ;;
-    *) img_die "usage: linux-disk.sh [--demo] [--append ARGS]" ;;
+    --kernel) bzimage=${2?--kernel needs a file}; shift 2 ;;
+    *) img_die "usage: linux-disk.sh [--demo] [--append ARGS] [--kernel FILE]" ;;
     esac
 done
 grub_need
@@ -29,8 +33,16 @@ img_need cpio gzip
 bb=/bin/busybox
 [ -x "$bb" ] && file -L "$bb" | grep -q 'statically linked' ||
     img_die "$bb is missing or not static (apt-get install busybox-static)"
-kernel=$(img_run_builder kernel.sh)
-[ -f "$kernel/bzImage" ] || img_die "kernel.sh gave no bzImage"
+if [ -n "$bzimage" ]; then
+    [ -f "$bzimage" ] || img_die "--kernel $bzimage: no such file"
+    name=$name-$(sha256sum "$bzimage" | cut -c1-12)
+    kernel_file=$bzimage
+    kernel=$kernel_file
+else
+    kernel=$(img_run_builder kernel.sh)
+    kernel_file=$kernel/bzImage
+    [ -f "$kernel_file" ] || img_die "kernel.sh gave no bzImage"
+fi
 cmdline="root=/dev/vda1 console=ttyS0${append:+ $append}"
 key=$(img_key "$img_self" "$img_dir/grub.sh" \
     "$img_dir/initramfs-init" "$img_dir/rootfs-init" "$(grub_inputs)" \
@@ -62,7 +74,7 @@ find "$initrd" -exec touch -h -d @"$grub_epoch" {} +
     gzip -9 -n >"$root/boot/initramfs.gz"
 rm -rf "$initrd"
 
-cp "$kernel/bzImage" "$root/boot/bzImage"
+cp "$kernel_file" "$root/boot/bzImage"
 install -m 755 "$img_dir/rootfs-init" "$root/sbin/init"
 [ "$name" = linux-demo ] && echo "shell instead of power-off" >"$root/etc/kvmpc-demo"
 cat >"$root/boot/grub/grub.cfg" <<CFG
