@@ -2,32 +2,9 @@
  * kit_boot, and the protocol part of the bootparams test: the CPU state at
  * the 64-bit entry, the loader's identity map, and the setup header the
  * loader passed on. */
+#include "boot/boot_params.h"
 #include "bzimage_defs.h"
 #include "kit.h"
-
-#define ZP_SIZE 4096
-#define ZP_EXT_RAMDISK_IMAGE 0x0C0
-#define ZP_EXT_RAMDISK_SIZE 0x0C4
-#define ZP_EXT_CMD_LINE_PTR 0x0C8
-#define ZP_RSDP 0x070
-#define ZP_E820_COUNT 0x1E8
-#define ZP_E820_TABLE 0x2D0
-#define ZP_E820_MAX 128
-#define HDR_BOOT_FLAG 0x1FE
-#define HDR_MAGIC 0x202
-#define HDR_VERSION 0x206
-#define HDR_TYPE_OF_LOADER 0x210
-#define HDR_LOADFLAGS 0x211
-#define HDR_RAMDISK_IMAGE 0x218
-#define HDR_RAMDISK_SIZE 0x21C
-#define HDR_CMD_LINE_PTR 0x228
-#define HDR_INITRD_ADDR_MAX 0x22C
-#define HDR_KERNEL_ALIGNMENT 0x230
-#define HDR_RELOCATABLE 0x234
-#define HDR_XLOADFLAGS 0x236
-#define HDR_CMDLINE_SIZE 0x238
-#define HDR_PREF_ADDRESS 0x258
-#define HDR_INIT_SIZE 0x260
 
 #define CR0_PE 0x1ULL
 #define CR0_PG 0x80000000ULL
@@ -50,7 +27,7 @@ _Static_assert(sizeof(struct bz_entry_state) == BZ_ES_SIZE, "");
 
 /* Written by entry_bzimage.S before .bss is cleared, hence .data. */
 struct bz_entry_state bz_entry __attribute__((section(".data")));
-static uint8_t zp[ZP_SIZE]; /* boot_params, copied once */
+static uint8_t zp[BP_SIZE]; /* boot_params, copied once */
 static long cmdline_len;
 
 static uint64_t zp_u(unsigned off, unsigned size)
@@ -62,10 +39,10 @@ static uint64_t zp_u(unsigned off, unsigned size)
 
 static void copy_e820(void)
 {
-    unsigned n = zp[ZP_E820_COUNT];
+    unsigned n = zp[BP_E820_ENTRIES];
 
-    for (unsigned i = 0; i < n && i < ZP_E820_MAX && i < KIT_MAX_MEM; i++) {
-        unsigned off = ZP_E820_TABLE + i * 20;
+    for (unsigned i = 0; i < n && i < BP_E820_MAX && i < KIT_MAX_MEM; i++) {
+        unsigned off = BP_E820_TABLE + i * 20;
         kit_boot.mem[i] = (struct kit_mem_range){zp_u(off, 8), zp_u(off + 8, 8),
                                                  (uint32_t)zp_u(off + 16, 4)};
         kit_boot.mem_count = i + 1;
@@ -79,21 +56,21 @@ void kit_bzimage_main(uint64_t boot_params)
     console_init();
     cpu_load_gdt();
     paging_identity_4g();
-    if (boot_params >= LAYOUT_4G - ZP_SIZE)
+    if (boot_params >= LAYOUT_4G - BP_SIZE)
         kit_fatal("boot_params pointer 0x%lx out of range", boot_params);
-    memcpy(zp, (const void *)(uintptr_t)boot_params, ZP_SIZE);
+    memcpy(zp, (const void *)(uintptr_t)boot_params, BP_SIZE);
     kit_boot.protocol = "bzimage";
     kit_boot.info_addr = boot_params;
-    kit_boot.info_size = ZP_SIZE;
-    kit_boot.rsdp_addr = zp_u(ZP_RSDP, 8);
+    kit_boot.info_size = BP_SIZE;
+    kit_boot.rsdp_addr = zp_u(BP_ACPI_RSDP_ADDR, 8);
     kit_boot.initrd_addr = zp_u(HDR_RAMDISK_IMAGE, 4) |
-                           zp_u(ZP_EXT_RAMDISK_IMAGE, 4) << 32;
+                           zp_u(BP_EXT_RAMDISK_IMAGE, 4) << 32;
     kit_boot.initrd_size = zp_u(HDR_RAMDISK_SIZE, 4) |
-                           zp_u(ZP_EXT_RAMDISK_SIZE, 4) << 32;
+                           zp_u(BP_EXT_RAMDISK_SIZE, 4) << 32;
     kit_boot.image_start = bz_entry.load;
     kit_boot.image_end = bz_entry.load + zp_u(HDR_INIT_SIZE, 4);
     cmdline_len = kit_boot_set_cmdline(zp_u(HDR_CMD_LINE_PTR, 4) |
-                                           zp_u(ZP_EXT_CMD_LINE_PTR, 4) << 32,
+                                           zp_u(BP_EXT_CMD_LINE_PTR, 4) << 32,
                                        BZ_CMDLINE_SIZE + 1);
     copy_e820();
     kit_main();
@@ -215,6 +192,6 @@ void boot_protocol_checks(void)
     check_segments();
     check_identity_map();
     check_header();
-    kit_check(zp[ZP_E820_COUNT] > 0 && zp[ZP_E820_COUNT] <= ZP_E820_MAX,
-              "bz-e820", "%u entries", zp[ZP_E820_COUNT]);
+    kit_check(zp[BP_E820_ENTRIES] > 0 && zp[BP_E820_ENTRIES] <= BP_E820_MAX,
+              "bz-e820", "%u entries", zp[BP_E820_ENTRIES]);
 }
