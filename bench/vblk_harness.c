@@ -461,6 +461,9 @@ static int setup_ram(struct vh *h)
         return -1;
     }
     madvise(h->ram, h->ram_size, MADV_HUGEPAGE);
+    /* Touched now, as a running guest's RAM would be, so that no
+     * measurement pays for faulting it in. */
+    memset(h->ram, 0, h->ram_size);
     return gmem_add(&h->mem, 0, h->ram_size, h->ram, false);
 }
 
@@ -723,17 +726,17 @@ void vh_kick(struct vh *h)
     uint16_t old = h->kicked_idx, now = h->avail_shadow;
     if (old == now)
         return;
-    __atomic_store_n((uint16_t *)(h->avail + 2), now, __ATOMIC_RELEASE);
+    __atomic_store_n((uint16_t *)(void *)(h->avail + 2), now, __ATOMIC_RELEASE);
     h->kicked_idx = now;
     /* The index store must be visible before the device's flags are read. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     bool notify;
     if (h->features & VIRTIO_FEATURE(VIRTIO_F_RING_EVENT_IDX)) {
-        uint16_t ev = __atomic_load_n((uint16_t *)(h->used + 4 + 8 * h->qsize),
+        uint16_t ev = __atomic_load_n((uint16_t *)(void *)(h->used + 4 + 8 * h->qsize),
                                       __ATOMIC_ACQUIRE);
         notify = need_event(ev, now, old);
     } else {
-        notify = !(__atomic_load_n((uint16_t *)h->used, __ATOMIC_ACQUIRE) &
+        notify = !(__atomic_load_n((uint16_t *)(void *)h->used, __ATOMIC_ACQUIRE) &
                    VQ_USED_F_NO_NOTIFY);
     }
     if (notify) {
@@ -756,7 +759,7 @@ static unsigned reap(struct vh *h)
 {
     unsigned n = 0;
     for (;;) {
-        uint16_t used_idx = __atomic_load_n((uint16_t *)(h->used + 2),
+        uint16_t used_idx = __atomic_load_n((uint16_t *)(void *)(h->used + 2),
                                             __ATOMIC_ACQUIRE);
         while (h->last_used != used_idx) {
             const uint8_t *e = h->used + 4 + 8 * (h->last_used % h->qsize);
@@ -775,10 +778,10 @@ static unsigned reap(struct vh *h)
             return n;
         /* Ask for an interrupt at the next completion, then look again
          * for one that slipped in meanwhile. */
-        __atomic_store_n((uint16_t *)(h->avail + 4 + 2 * h->qsize),
+        __atomic_store_n((uint16_t *)(void *)(h->avail + 4 + 2 * h->qsize),
                          h->last_used, __ATOMIC_RELEASE);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (__atomic_load_n((uint16_t *)(h->used + 2), __ATOMIC_ACQUIRE) ==
+        if (__atomic_load_n((uint16_t *)(void *)(h->used + 2), __ATOMIC_ACQUIRE) ==
             h->last_used)
             return n;
     }

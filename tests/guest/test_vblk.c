@@ -324,16 +324,16 @@ static bool setup_queue(struct vblk *v)
 static void put_desc(unsigned i, uint64_t addr, uint32_t len, uint16_t flags)
 {
     uint8_t *d = ring + 16 * i;
-    *(uint64_t *)d = addr;
-    *(uint32_t *)(d + 8) = len;
-    *(uint16_t *)(d + 12) = flags;
-    *(uint16_t *)(d + 14) = (uint16_t)(i + 1);
+    *(uint64_t *)(void *)d = addr;
+    *(uint32_t *)(void *)(d + 8) = len;
+    *(uint16_t *)(void *)(d + 12) = flags;
+    *(uint16_t *)(void *)(d + 14) = (uint16_t)(i + 1);
 }
 
 static bool used_moved(void *arg)
 {
     struct vblk *v = arg;
-    return *(volatile uint16_t *)(ring + 8192 + 2) != v->used_seen;
+    return *(volatile uint16_t *)(void *)(ring + 8192 + 2) != v->used_seen;
 }
 
 /* One request: header, data split in two descriptors, status. Polls for
@@ -343,9 +343,9 @@ static uint8_t request(struct vblk *v, uint32_t type, uint64_t sector,
 {
     unsigned n = 0;
     bool to_device = type == T_OUT;
-    *(uint32_t *)header = type;
-    *(uint32_t *)(header + 4) = 0;
-    *(uint64_t *)(header + 8) = sector;
+    *(uint32_t *)(void *)header = type;
+    *(uint32_t *)(void *)(header + 4) = 0;
+    *(uint64_t *)(void *)(header + 8) = sector;
     status_byte = 0xFF;
     put_desc(n++, (uintptr_t)header, 16, DESC_NEXT);
     if (bytes) {
@@ -356,9 +356,9 @@ static uint8_t request(struct vblk *v, uint32_t type, uint64_t sector,
     }
     put_desc(n, (uintptr_t)&status_byte, 1, DESC_WRITE);
     uint8_t *avail = ring + 4096;
-    *(uint16_t *)(avail + 4 + 2 * (v->avail_idx % v->qsize)) = 0;
+    *(uint16_t *)(void *)(avail + 4 + 2 * (v->avail_idx % v->qsize)) = 0;
     barrier();
-    *(volatile uint16_t *)(avail + 2) = ++v->avail_idx;
+    *(volatile uint16_t *)(void *)(avail + 2) = ++v->avail_idx;
     barrier();
     irq_enable();
     wr16(v->notify, 0);
