@@ -16,6 +16,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'tests', 'system'))
+import guestasm  # noqa: E402
+
 BIOS = '/usr/share/seabios/bios-256k.bin'
 MARKER = 'kvmpc-bench boot sector'
 BOOT_SECTOR = r'''
@@ -41,19 +45,6 @@ msg: .asciz "''' + MARKER + r'''\r\n"
     .org 510
     .word 0xaa55
 '''
-
-
-def build_disk(d):
-    with open(os.path.join(d, 'mbr.S'), 'w') as f:
-        f.write(BOOT_SECTOR)
-    subprocess.run(['gcc', '-c', 'mbr.S', '-o', 'mbr.o'], cwd=d, check=True)
-    subprocess.run(['ld', '-Ttext=0x7c00', '--oformat', 'binary', '-o',
-                    'mbr.bin', 'mbr.o'], cwd=d, check=True)
-    disk = os.path.join(d, 'disk.img')
-    with open(disk, 'wb') as f:
-        f.write(open(os.path.join(d, 'mbr.bin'), 'rb').read())
-        f.truncate(16 << 20)
-    return disk
 
 
 def time_to_marker(cmd, log, marker, stdout_log=False, timeout=300):
@@ -109,7 +100,7 @@ def main():
     ap.add_argument('--cpus', type=int, default=1)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix='kvmpc-fwbench-') as d:
-        disk = a.disk or build_disk(d)
+        disk = a.disk or guestasm.boot_sector_disk(d, BOOT_SECTOR, size=16 << 20)
         klog, qlog = os.path.join(d, 'k.log'), os.path.join(d, 'q.log')
         kcmd = [os.path.abspath(a.kvmpc), 'run', '--firmware', BIOS,
                 '--disk', disk + ',ro', '--cpus', str(a.cpus), '--mem', '512',

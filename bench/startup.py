@@ -17,34 +17,17 @@ import subprocess
 import sys
 import tempfile
 
-GUEST_ASM = '''
-    .section .note.Xen, "a"
-    .long 4, 4, 18
-    .asciz "Xen"
-    .long _start
-    .text
-    .code32
-    .globl _start
-_start: mov $0x604, %dx      /* PM1a_CNT: SLP_TYP 0 | SLP_EN = S5 */
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'tests', 'system'))
+import guestasm  # noqa: E402
+
+# Powers off at once: PM1a_CNT <- SLP_TYP 0 | SLP_EN (S5).
+GUEST_CODE = '''    mov $0x604, %dx
     mov $0x2000, %ax
     outw %ax, %dx
 1:  hlt
     jmp 1b
 '''
-GUEST_LDS = ('ENTRY(_start)\nPHDRS { text PT_LOAD; note PT_NOTE; }\n'
-             'SECTIONS { . = 0x100000; .text : { *(.text) } :text\n'
-             '  .note : { *(.note.Xen) } :text :note }\n')
-
-
-def build_guest(d):
-    with open(os.path.join(d, 'g.S'), 'w') as f:
-        f.write(GUEST_ASM)
-    with open(os.path.join(d, 'g.ld'), 'w') as f:
-        f.write(GUEST_LDS)
-    subprocess.run(['gcc', '-m32', '-c', 'g.S', '-o', 'g.o'], cwd=d, check=True)
-    subprocess.run(['ld', '-m', 'elf_i386', '-T', 'g.ld', 'g.o', '-o', 'g.elf'],
-                   cwd=d, check=True)
-    return os.path.join(d, 'g.elf')
 
 
 def peak_rss_kib(cmd):
@@ -86,7 +69,7 @@ def main():
     kvmpc = os.path.abspath(os.path.join(a.build, 'kvmpc'))
     exec_t0 = os.path.abspath(os.path.join(a.build, 'bench', 'exec_t0'))
     with tempfile.TemporaryDirectory(prefix='kvmpc-bench-') as d:
-        guest = build_guest(d)
+        guest = guestasm.pvh_kernel(d, GUEST_CODE)
         kcmd = [kvmpc, 'run', '-k', guest, '-m', '128', '--console', 'none']
         qcmd = ['qemu-system-x86_64', '-accel', 'kvm', '-cpu', 'qemu64,-cx16',
                 '-m', '128', '-kernel', guest, '-display', 'none', '-serial',

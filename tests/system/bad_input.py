@@ -14,6 +14,8 @@ import sys
 import tempfile
 import termios
 
+import guestasm
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -41,10 +43,8 @@ def make_files(d):
     f['truncated_elf'] = os.path.join(d, 'truncated.elf')
     with open('/bin/true', 'rb') as src, open(f['truncated_elf'], 'wb') as g:
         g.write(src.read()[:80])
-    # A valid PVH kernel for cases that need one (built by the guest kit,
-    # or the tiny one below).
-    f['kernel'] = os.path.join(d, 'pvh.elf')
-    build_tiny_pvh(f['kernel'], d)
+    # A valid PVH kernel for cases that need one.
+    f['kernel'] = guestasm.pvh_kernel(d, '1: hlt\n    jmp 1b\n')
     f['big_initrd'] = os.path.join(d, 'big-initrd')
     with open(f['big_initrd'], 'wb') as g:
         g.truncate(31 << 20)
@@ -57,31 +57,6 @@ def make_files(d):
     f['console_dir'] = os.path.join(d, 'no-such-dir', 'console.log')
     f['outdir'] = d
     return f
-
-
-def build_tiny_pvh(out, d):
-    src = os.path.join(d, 'pvh.S')
-    with open(src, 'w') as s:
-        s.write('''
-    .section .note.Xen, "a"
-    .long 4, 4, 18
-    .asciz "Xen"
-    .long _start
-    .text
-    .code32
-    .globl _start
-_start: hlt
-    jmp _start
-''')
-    lds = os.path.join(d, 'pvh.ld')
-    with open(lds, 'w') as s:
-        s.write('ENTRY(_start)\nPHDRS { text PT_LOAD; note PT_NOTE; }\n'
-                'SECTIONS { . = 0x100000; .text : { *(.text) } :text\n'
-                '  .note : { *(.note.Xen) } :text :note }\n')
-    obj = os.path.join(d, 'pvh.o')
-    subprocess.run(['gcc', '-m32', '-c', src, '-o', obj], check=True)
-    subprocess.run(['ld', '-m', 'elf_i386', '-T', lds, obj, '-o', out],
-                   check=True)
 
 
 CASES = {

@@ -17,6 +17,8 @@ import tempfile
 import termios
 import time
 
+import guestasm
+
 ECHO_SECTOR = r'''
     .code16
     .globl _start
@@ -76,19 +78,6 @@ bye: .asciz "\r\nbye\r\n"
 '''
 
 
-def build_disk(d):
-    with open(os.path.join(d, 'echo.S'), 'w') as f:
-        f.write(ECHO_SECTOR)
-    subprocess.run(['gcc', '-c', 'echo.S', '-o', 'echo.o'], cwd=d, check=True)
-    subprocess.run(['ld', '-Ttext=0x7c00', '--oformat', 'binary', '-o',
-                    'echo.bin', 'echo.o'], cwd=d, check=True)
-    disk = os.path.join(d, 'echo.img')
-    with open(disk, 'wb') as f:
-        f.write(open(os.path.join(d, 'echo.bin'), 'rb').read())
-        f.truncate(1 << 20)
-    return disk
-
-
 class Session:
     def __init__(self, cmd):
         self.pid, self.fd = pty.fork()
@@ -128,7 +117,7 @@ def main():
     kvmpc, case = os.path.abspath(sys.argv[1]), sys.argv[2]
     problems = []
     with tempfile.TemporaryDirectory(prefix='kvmpc-con-') as d:
-        disk = build_disk(d)
+        disk = guestasm.boot_sector_disk(d, ECHO_SECTOR, 'echo')
         s = Session([kvmpc, 'run', '--disk', disk])
         if not s.read_until('echo-ready'):
             problems.append('the guest never became ready')

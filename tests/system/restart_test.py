@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 
+import guestasm
+
 SECTOR = r'''
     .code16
     .globl _start
@@ -89,15 +91,7 @@ err: .asciz "disk error\r\n"
 def main():
     kvmpc, mode = os.path.abspath(sys.argv[1]), sys.argv[2]
     with tempfile.TemporaryDirectory(prefix='kvmpc-restart-') as d:
-        with open(os.path.join(d, 's.S'), 'w') as f:
-            f.write(SECTOR)
-        subprocess.run(['gcc', '-c', 's.S', '-o', 's.o'], cwd=d, check=True)
-        subprocess.run(['ld', '-Ttext=0x7c00', '--oformat', 'binary', '-o',
-                        's.bin', 's.o'], cwd=d, check=True)
-        disk = os.path.join(d, 'disk.img')
-        with open(disk, 'wb') as f:
-            f.write(open(os.path.join(d, 's.bin'), 'rb').read())
-            f.truncate(1 << 20)
+        disk = guestasm.boot_sector_disk(d, SECTOR)
         log = os.path.join(d, 'serial.log')
         p = subprocess.run([kvmpc, 'run', '--disk', disk, '--reboot', mode,
                             '--console', 'file:' + log], timeout=300,
