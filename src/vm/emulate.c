@@ -7,16 +7,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
 #include "vm/guest_paging.h"
 #include "vm/xstate.h"
 
+#define CR0_MP (1ull << 1)
 #define CR0_TS (1ull << 3)
+#define CR0_EM (1ull << 2)
+#define CR0_NE (1ull << 5)
+#define CR4_OSFXSR (1ull << 9)
 #define CR4_TSD (1ull << 2)
+#define CR4_FSGSBASE (1ull << 16)
 #define CR4_OSXSAVE (1ull << 18)
 #define CR4_PKE (1ull << 22)
+#define RFLAGS_CF (1ull << 0)
+#define RFLAGS_PF (1ull << 2)
+#define RFLAGS_AF (1ull << 4)
 #define RFLAGS_ZF (1ull << 6)
+#define RFLAGS_SF (1ull << 7)
 #define RFLAGS_OF (1ull << 11)
 #define RFLAGS_RF (1ull << 16)
+#define RFLAGS_AC (1ull << 18)
 
 #define MSR_IA32_TSC 0x10u
 #define MSR_IA32_XSS 0xDA0u
@@ -30,6 +41,7 @@ enum {
     VEC_OF = 4,
     VEC_UD = 6,
     VEC_NM = 7,
+    VEC_MF = 16,
 };
 
 struct exception {
@@ -66,9 +78,9 @@ static void describe(const struct emu *e, char *buf, size_t len)
     char bytes[3 * X86_MAX_INSN_LEN + 1] = "", name[64] = "?";
     const uint8_t *b = e->decoded ? e->insn.bytes : e->raw;
     unsigned n = e->decoded ? e->insn.len : e->raw_len;
-    for (unsigned i = 0; i < n; i++)
-        snprintf(bytes + 3 * i, sizeof(bytes) - 3 * i, "%s%02x", i ? " " : "",
-                 b[i]);
+    for (unsigned i = 0, at = 0; i < n; i++)
+        at += (unsigned)snprintf(bytes + at, sizeof(bytes) - at, "%s%02x",
+                                 i ? " " : "", b[i]);
     if (e->decoded)
         x86_insn_name(&e->insn, name, sizeof(name));
     snprintf(buf, len, "mode %s cpl %u rip 0x%" PRIx64 " bytes [%s] (%s)",
@@ -128,6 +140,26 @@ static void set_gpr64(struct emu *e, unsigned i, uint64_t v)
 {
     *gpr(&e->regs, i) = v;
     e->regs_changed = true;
+}
+
+/* A register write of the operand size: 8 bytes whole, 4 zero-extended
+ * in 64-bit mode, 2 merged into the low word. */
+static void set_gpr_sized(struct emu *e, unsigned i, unsigned size,
+                          uint64_t v)
+{
+    uint64_t *r = gpr(&e->regs, i);
+    if (size == 8)
+        set_gpr64(e, i, v);
+    else if (size == 4)
+        set_gpr32(e, i, (uint32_t)v);
+    else
+        *r = (*r & ~0xFFFFull) | (v & 0xFFFF);
+    e->regs_changed = true;
+}
+
+static uint64_t truncate(uint64_t v, unsigned size)
+{
+    return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
 }
 
 static uint64_t edx_eax(const struct emu *e)
@@ -287,6 +319,19 @@ static enum emu_result read_linear(struct emu *e, uint64_t la, void *buf,
     struct gp_fault f;
     enum gp_status st = gp_read(e->mem, &e->mmu, la, buf, len, GP_READ, &f);
     return paging_result(e, st, &f, la);
+}
+
+/* The ModRM r/m source operand of size bytes (register or memory). */
+static enum emu_result read_rm(struct emu *e, unsigned size, uint64_t *v)
+{
+    uint64_t la;
+    if (!e->insn.has_mem) {
+        *v = truncate(*gpr(&e->regs, e->insn.rm), size);
+        return EMU_DONE;
+    }
+    enum emu_result r = mem_operand(e, size, GP_READ, &la);
+    *v = 0;
+    return r == EMU_DONE ? read_linear(e, la, v, size) : r;
 }
 
 /* ---- completions ---------------------------------------------------- */
@@ -674,6 +719,136 @@ static enum emu_result do_pkru(struct emu *e)
     return r == EMU_DONE ? advance(e) : r;
 }
 
+/* STAC/CLAC: RFLAGS.AC, which lifts SMAP for supervisor accesses. */
+static enum emu_result do_stac_clac(struct emu *e)
+{
+    if (e->insn.lock || e->mmu.cpl != 0)
+        return raise_ud(e);
+    set_flag(e, RFLAGS_AC, e->insn.op == X86_OP_STAC);
+    return advance(e);
+}
+
+static enum emu_result do_popcnt(struct emu *e)
+{
+    uint64_t v;
+    if (e->insn.lock)
+        return raise_ud(e);
+    enum emu_result r = read_rm(e, e->insn.op_size, &v);
+    if (r != EMU_DONE)
+        return r;
+    set_gpr_sized(e, e->insn.reg, e->insn.op_size,
+                  (uint64_t)__builtin_popcountll(v));
+    e->regs.rflags &= ~(RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF |
+                        RFLAGS_SF | RFLAGS_OF);
+    set_flag(e, RFLAGS_ZF, v == 0);
+    return advance(e);
+}
+
+/* RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE (64-bit mode, CR4.FSGSBASE). */
+static enum emu_result do_fsgsbase(struct emu *e)
+{
+    enum x86_op op = e->insn.op;
+    bool fs = op == X86_OP_RDFSBASE || op == X86_OP_WRFSBASE;
+    struct kvm_segment *seg = fs ? &e->sregs.fs : &e->sregs.gs;
+    unsigned size = e->insn.rex_w ? 8 : 4;
+    if (e->insn.lock || !long64(e) || !(e->sregs.cr4 & CR4_FSGSBASE))
+        return raise_ud(e);
+    if (op == X86_OP_RDFSBASE || op == X86_OP_RDGSBASE) {
+        set_gpr_sized(e, e->insn.rm, size, seg->base);
+        return advance(e);
+    }
+    uint64_t v = truncate(*gpr(&e->regs, e->insn.rm), size);
+    unsigned bits = (e->sregs.cr4 & (1ull << 12)) ? 57 : 48;
+    if ((uint64_t)((int64_t)(v << (64 - bits)) >> (64 - bits)) != v)
+        return raise_gp0(e);
+    seg->base = v;
+    if (e->ops->set_sregs(e->vcpu, &e->sregs) != 0)
+        return vcpu_error(e, "KVM_SET_SREGS");
+    return advance(e);
+}
+
+/* FWAIT: #NM under CR0.MP+TS, #MF for a pending unmasked x87 exception
+ * (FSW.ES), otherwise nothing. */
+static enum emu_result do_fwait(struct emu *e)
+{
+    uint8_t hdr[XSTATE_EXT_OFF];
+    if ((e->sregs.cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS))
+        return raise(e, VEC_NM, false, 0);
+    size_t len = xsave_len(e);
+    uint8_t *img = calloc(1, len);
+    if (!img)
+        return unsupported(e, "out of memory");
+    if (e->ops->get_xsave(e->vcpu, img, len) != 0) {
+        free(img);
+        return vcpu_error(e, "KVM_GET_XSAVE");
+    }
+    memcpy(hdr, img, sizeof(hdr));
+    free(img);
+    bool x87_in_use = hdr[XSTATE_HEADER_OFF] & 1;
+    bool es = x87_in_use && (hdr[2] & 0x80); /* FSW bit 7 */
+    if (es && (e->sregs.cr0 & CR0_NE))
+        return raise(e, VEC_MF, false, 0);
+    return advance(e);
+}
+
+static enum emu_result load_mxcsr(struct emu *e, uint8_t *img, size_t len,
+                                  uint32_t v)
+{
+    uint32_t mask = get_le32(img + 28);
+    if (v & ~(mask ? mask : 0xFFBFu))
+        return raise_gp0(e);
+    put_le32(img + 24, v);
+    /* KVM takes MXCSR only along with an in-use SSE component. */
+    img[XSTATE_HEADER_OFF] |= 2;
+    if (e->ops->set_xsave(e->vcpu, img, len) != 0)
+        return vcpu_error(e, "KVM_SET_XSAVE");
+    return EMU_DONE;
+}
+
+static enum emu_result store_mxcsr(struct emu *e, const uint8_t *img,
+                                   uint64_t la)
+{
+    struct gp_fault f;
+    return paging_result(e, gp_write(e->mem, &e->mmu, la, img + 24, 4, &f),
+                         &f, la);
+}
+
+/* LDMXCSR/STMXCSR: MXCSR lives in the legacy region of the XSAVE image. */
+static enum emu_result do_mxcsr(struct emu *e)
+{
+    uint64_t la;
+    uint32_t v = 0;
+    bool load = e->insn.op == X86_OP_LDMXCSR;
+    if (e->insn.lock || (e->sregs.cr0 & CR0_EM) ||
+        !(e->sregs.cr4 & CR4_OSFXSR))
+        return raise_ud(e);
+    if (e->sregs.cr0 & CR0_TS)
+        return raise(e, VEC_NM, false, 0);
+    enum emu_result r = mem_operand(e, 4, load ? GP_READ : GP_WRITE, &la);
+    if (r == EMU_DONE && load)
+        r = read_linear(e, la, &v, 4);
+    if (r != EMU_DONE)
+        return r;
+    size_t len = xsave_len(e);
+    uint8_t *img = calloc(1, len);
+    if (!img)
+        return unsupported(e, "out of memory");
+    if (e->ops->get_xsave(e->vcpu, img, len) != 0) {
+        free(img);
+        return vcpu_error(e, "KVM_GET_XSAVE");
+    }
+    r = load ? load_mxcsr(e, img, len, v) : store_mxcsr(e, img, la);
+    free(img);
+    return r == EMU_DONE ? advance(e) : r;
+}
+
+static enum emu_result do_serialize(struct emu *e)
+{
+    if (e->insn.lock)
+        return raise_ud(e);
+    return advance(e); /* leaving the guest serializes already */
+}
+
 /* WBINVD/INVD: guest RAM is ordinary host memory, coherent already. */
 static enum emu_result do_cache_flush(struct emu *e)
 {
@@ -714,6 +889,23 @@ static enum emu_result complete(struct emu *e)
     case X86_OP_RDPKRU:
     case X86_OP_WRPKRU:
         return do_pkru(e);
+    case X86_OP_STAC:
+    case X86_OP_CLAC:
+        return do_stac_clac(e);
+    case X86_OP_POPCNT:
+        return do_popcnt(e);
+    case X86_OP_RDFSBASE:
+    case X86_OP_RDGSBASE:
+    case X86_OP_WRFSBASE:
+    case X86_OP_WRGSBASE:
+        return do_fsgsbase(e);
+    case X86_OP_SERIALIZE:
+        return do_serialize(e);
+    case X86_OP_FWAIT:
+        return do_fwait(e);
+    case X86_OP_LDMXCSR:
+    case X86_OP_STMXCSR:
+        return do_mxcsr(e);
     case X86_OP_WBINVD:
     case X86_OP_INVD:
         return do_cache_flush(e);

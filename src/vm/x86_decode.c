@@ -216,6 +216,12 @@ static const char *const op_names[X86_OP_COUNT] = {
     [X86_OP_XGETBV] = "xgetbv", [X86_OP_XSETBV] = "xsetbv",
     [X86_OP_RDPID] = "rdpid", [X86_OP_RDTSCP] = "rdtscp",
     [X86_OP_RDPKRU] = "rdpkru", [X86_OP_WRPKRU] = "wrpkru",
+    [X86_OP_STAC] = "stac", [X86_OP_CLAC] = "clac",
+    [X86_OP_POPCNT] = "popcnt", [X86_OP_RDFSBASE] = "rdfsbase",
+    [X86_OP_RDGSBASE] = "rdgsbase", [X86_OP_WRFSBASE] = "wrfsbase",
+    [X86_OP_WRGSBASE] = "wrgsbase", [X86_OP_SERIALIZE] = "serialize",
+    [X86_OP_INVPCID] = "invpcid", [X86_OP_FWAIT] = "fwait",
+    [X86_OP_LDMXCSR] = "ldmxcsr", [X86_OP_STMXCSR] = "stmxcsr",
     [X86_OP_WBINVD] = "wbinvd", [X86_OP_INVD] = "invd",
 };
 
@@ -571,16 +577,28 @@ static void identify_0f01(struct x86_insn *in)
         in->op = X86_OP_RDPKRU;
     else if (in->modrm == 0xEF && !in->simd_prefix)
         in->op = X86_OP_WRPKRU;
+    else if (in->modrm == 0xCB && !in->simd_prefix)
+        in->op = X86_OP_STAC;
+    else if (in->modrm == 0xCA && !in->simd_prefix)
+        in->op = X86_OP_CLAC;
+    else if (in->modrm == 0xE8 && !in->simd_prefix)
+        in->op = X86_OP_SERIALIZE;
 }
 
 static void identify_0fae(struct x86_insn *in)
 {
     static const enum x86_op ops[8] = {
-        X86_OP_FXSAVE, X86_OP_FXRSTOR, X86_OP_OTHER, X86_OP_OTHER,
+        X86_OP_FXSAVE, X86_OP_FXRSTOR, X86_OP_LDMXCSR, X86_OP_STMXCSR,
         X86_OP_XSAVE,  X86_OP_XRSTOR,  X86_OP_XSAVEOPT, X86_OP_OTHER,
     };
+    static const enum x86_op base_ops[4] = {
+        X86_OP_RDFSBASE, X86_OP_RDGSBASE, X86_OP_WRFSBASE, X86_OP_WRGSBASE,
+    };
+    unsigned reg = (in->modrm >> 3) & 7;
     if (in->mod != 3 && !in->simd_prefix)
-        in->op = ops[(in->modrm >> 3) & 7];
+        in->op = ops[reg];
+    else if (in->mod == 3 && in->simd_prefix == 0xF3 && reg < 4)
+        in->op = base_ops[reg];
 }
 
 static void identify_0fc7(struct x86_insn *in)
@@ -609,14 +627,22 @@ static void identify(struct x86_insn *in)
         case 0xF1: in->op = X86_OP_INT1; break;
         case 0xCE: in->op = X86_OP_INTO; break;
         case 0xCD: in->op = X86_OP_INT; break;
+        case 0x9B: in->op = X86_OP_FWAIT; break;
         default: break;
         }
         return;
     }
+    if (in->map == X86_MAP_0F38 && in->opcode == 0x82 &&
+        in->simd_prefix == 0x66 && in->mod != 3)
+        in->op = X86_OP_INVPCID;
     if (in->map != X86_MAP_0F)
         return;
     switch (in->opcode) {
     case 0x01: identify_0f01(in); break;
+    case 0xB8:
+        if (in->simd_prefix == 0xF3)
+            in->op = X86_OP_POPCNT;
+        break;
     case 0x08: in->op = X86_OP_INVD; break;
     case 0x09: in->op = X86_OP_WBINVD; break;
     case 0xAE: identify_0fae(in); break;
