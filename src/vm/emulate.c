@@ -314,10 +314,10 @@ static enum emu_result mem_operand(struct emu *e, uint64_t size,
 }
 
 static enum emu_result read_linear(struct emu *e, uint64_t la, void *buf,
-                                   size_t len)
+                                   size_t len, enum gp_access acc)
 {
     struct gp_fault f;
-    enum gp_status st = gp_read(e->mem, &e->mmu, la, buf, len, GP_READ, &f);
+    enum gp_status st = gp_read(e->mem, &e->mmu, la, buf, len, acc, &f);
     return paging_result(e, st, &f, la);
 }
 
@@ -331,7 +331,7 @@ static enum emu_result read_rm(struct emu *e, unsigned size, uint64_t *v)
     }
     enum emu_result r = mem_operand(e, size, GP_READ, &la);
     *v = 0;
-    return r == EMU_DONE ? read_linear(e, la, v, size) : r;
+    return r == EMU_DONE ? read_linear(e, la, v, size, GP_READ) : r;
 }
 
 /* ---- completions ---------------------------------------------------- */
@@ -538,7 +538,7 @@ static enum emu_result xs_save(struct emu *e, struct xs_job *j)
                        GP_WRITE);
     if (r == EMU_DONE && !compacted) /* XSTATE_BV is read-modify-write */
         r = read_linear(e, j->la + XSTATE_HEADER_OFF,
-                        j->area + XSTATE_HEADER_OFF, 8);
+                        j->area + XSTATE_HEADER_OFF, 8, GP_WRITE);
     if (r != EMU_DONE)
         return r;
     struct xstate_ranges w;
@@ -558,7 +558,8 @@ static enum emu_result xs_restore(struct emu *e, struct xs_job *j)
     if (r == EMU_DONE)
         r = xs_address(e, j, XSTATE_EXT_OFF, GP_READ);
     if (r == EMU_DONE)
-        r = read_linear(e, j->la + XSTATE_HEADER_OFF, hdr, sizeof(hdr));
+        r = read_linear(e, j->la + XSTATE_HEADER_OFF, hdr, sizeof(hdr),
+                        GP_READ);
     if (r != EMU_DONE)
         return r;
     enum xstate_result xr = xstate_restore_plan(
@@ -574,7 +575,7 @@ static enum emu_result xs_restore(struct emu *e, struct xs_job *j)
     r = xs_address(e, j, end, GP_READ); /* the segment limit, whole extent */
     for (unsigned i = 0; i < rd.n && r == EMU_DONE; i++)
         r = read_linear(e, j->la + rd.r[i].off, j->area + rd.r[i].off,
-                        rd.r[i].len);
+                        rd.r[i].len, GP_READ);
     if (r != EMU_DONE)
         return r;
     memcpy(j->area + XSTATE_HEADER_OFF, hdr, sizeof(hdr)); /* as checked */
@@ -826,7 +827,7 @@ static enum emu_result do_mxcsr(struct emu *e)
         return raise(e, VEC_NM, false, 0);
     enum emu_result r = mem_operand(e, 4, load ? GP_READ : GP_WRITE, &la);
     if (r == EMU_DONE && load)
-        r = read_linear(e, la, &v, 4);
+        r = read_linear(e, la, &v, 4, GP_READ);
     if (r != EMU_DONE)
         return r;
     size_t len = xsave_len(e);
