@@ -314,8 +314,10 @@ static bool next_value(struct cursor *c, unsigned n, uint64_t *v)
 
 static int64_t sign_extend(uint64_t v, unsigned bytes)
 {
+    if (bytes == 0 || bytes >= 8)
+        return (int64_t)v;
     unsigned shift = 64 - 8 * bytes;
-    return bytes >= 8 ? (int64_t)v : (int64_t)(v << shift) >> shift;
+    return (int64_t)(v << shift) >> shift;
 }
 
 static bool is_64(const struct x86_insn *in)
