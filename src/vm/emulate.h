@@ -39,6 +39,9 @@ struct emu_vcpu_ops {
     /* CPUID as the guest sees it (leaf 0xD layout, 0x80000008). */
     void (*cpuid)(void *vcpu, uint32_t leaf, uint32_t subleaf,
                   uint32_t out[4]);
+    /* The vCPU thread's executor for vector instructions (see
+     * emulate_native.h); NULL, or returning NULL, leaves them unsupported. */
+    struct emu_native *(*native)(void *vcpu);
 };
 
 enum emu_result {
@@ -66,16 +69,20 @@ enum emu_result emu_handle_failure(const struct emu_vcpu_ops *ops, void *vcpu,
 /* Prints the non-zero counters, one "emulated <insn>: N" line each. */
 void emu_stats_print(const struct emu_stats *stats, FILE *out);
 
+struct emu_native;
+
 /* The real-vCPU implementation (emulate_kvm.c). */
 struct emu_kvm_vcpu {
     int vcpu_fd;
     size_t xsave_size; /* 4096, or what KVM_CAP_XSAVE2 reports */
+    struct emu_native *native;
 };
 
 extern const struct emu_vcpu_ops emu_kvm_ops;
 
 /* Prepares v for vcpu_fd of the VM vm_fd. Returns 0 or -1 (reported). */
 int emu_kvm_init(struct emu_kvm_vcpu *v, int vm_fd, int vcpu_fd);
+void emu_kvm_fini(struct emu_kvm_vcpu *v);
 
 /* Asks KVM to exit to userspace on every emulation failure, with the
  * instruction bytes, instead of injecting #UD (KVM_CAP_EXIT_ON_

@@ -6,6 +6,7 @@
 
 #include "util.h"
 #include "vm/emulate.h"
+#include "vm/emulate_native.h"
 
 static int vcpu_fd(void *vcpu)
 {
@@ -95,6 +96,11 @@ static void host_cpuid(void *v, uint32_t leaf, uint32_t sub, uint32_t out[4])
     __cpuid_count(leaf, sub, out[0], out[1], out[2], out[3]);
 }
 
+static struct emu_native *native(void *v)
+{
+    return ((struct emu_kvm_vcpu *)v)->native;
+}
+
 const struct emu_vcpu_ops emu_kvm_ops = {
     .get_regs = get_regs,
     .set_regs = set_regs,
@@ -109,6 +115,7 @@ const struct emu_vcpu_ops emu_kvm_ops = {
     .get_events = get_events,
     .set_events = set_events,
     .cpuid = host_cpuid,
+    .native = native,
 };
 
 int emu_kvm_init(struct emu_kvm_vcpu *v, int vm_fd, int fd)
@@ -122,7 +129,14 @@ int emu_kvm_init(struct emu_kvm_vcpu *v, int vm_fd, int fd)
         report_error("KVM lacks KVM_CAP_XSAVE, needed to complete XSAVE");
         return -1;
     }
-    return 0;
+    v->native = emu_native_create();
+    return v->native ? 0 : -1;
+}
+
+void emu_kvm_fini(struct emu_kvm_vcpu *v)
+{
+    emu_native_destroy(v->native);
+    v->native = NULL;
 }
 
 int emu_kvm_enable(int vm_fd)

@@ -232,10 +232,10 @@ static void set_bits(const struct guest_mem *mem, uint64_t gpa, uint8_t bits)
         __atomic_fetch_or(p, bits, __ATOMIC_SEQ_CST);
 }
 
-enum gp_status gp_translate(const struct guest_mem *mem,
-                            const struct gp_mmu *mmu, uint64_t la,
-                            enum gp_access acc, uint64_t *gpa,
-                            struct gp_fault *f)
+static enum gp_status translate(const struct guest_mem *mem,
+                                const struct gp_mmu *mmu, uint64_t la,
+                                enum gp_access acc, uint64_t *gpa,
+                                struct gp_fault *f, bool set_ad)
 {
     if (!(mmu->cr0 & CR0_PG) || !(mmu->cr0 & CR0_PE)) {
         *gpa = la & 0xFFFFFFFFull;
@@ -252,13 +252,28 @@ enum gp_status gp_translate(const struct guest_mem *mem,
     int32_t bad = check_rights(mmu, &w, acc);
     if (bad >= 0)
         return fault(f, GP_VEC_PF, ec | (uint32_t)bad, la);
-    for (unsigned i = 0; i < w.n; i++)
+    for (unsigned i = 0; i < w.n && set_ad; i++)
         if (w.entry_has_a[i])
             set_bits(mem, w.entry_gpa[i], PTE_A);
-    if (acc == GP_WRITE)
+    if (acc == GP_WRITE && set_ad)
         set_bits(mem, w.entry_gpa[w.n - 1], PTE_D);
     *gpa = w.gpa;
     return GP_OK;
+}
+
+enum gp_status gp_translate(const struct guest_mem *mem,
+                            const struct gp_mmu *mmu, uint64_t la,
+                            enum gp_access acc, uint64_t *gpa,
+                            struct gp_fault *f)
+{
+    return translate(mem, mmu, la, acc, gpa, f, true);
+}
+
+enum gp_status gp_lookup(const struct guest_mem *mem, const struct gp_mmu *mmu,
+                         uint64_t la, enum gp_access acc, uint64_t *gpa,
+                         struct gp_fault *f)
+{
+    return translate(mem, mmu, la, acc, gpa, f, false);
 }
 
 static bool canonical(const struct gp_mmu *mmu, uint64_t la)

@@ -72,6 +72,11 @@ enum gp_status gp_translate(const struct guest_mem *mem,
                             enum gp_access acc, uint64_t *gpa,
                             struct gp_fault *fault);
 
+/* The same check without touching accessed/dirty bits. */
+enum gp_status gp_lookup(const struct guest_mem *mem, const struct gp_mmu *mmu,
+                         uint64_t la, enum gp_access acc, uint64_t *gpa,
+                         struct gp_fault *fault);
+
 /* Segment:offset → linear for an access of size bytes: canonical check
  * in 64-bit mode (#GP, or #SS for SS), limit/type/present checks
  * elsewhere, address wrap at 4 GiB outside 64-bit mode. */

@@ -222,6 +222,7 @@ static const char *const op_names[X86_OP_COUNT] = {
     [X86_OP_WRGSBASE] = "wrgsbase", [X86_OP_SERIALIZE] = "serialize",
     [X86_OP_INVPCID] = "invpcid", [X86_OP_FWAIT] = "fwait",
     [X86_OP_LDMXCSR] = "ldmxcsr", [X86_OP_STMXCSR] = "stmxcsr",
+    [X86_OP_NATIVE] = "vector",
     [X86_OP_WBINVD] = "wbinvd", [X86_OP_INVD] = "invd",
 };
 
@@ -539,6 +540,9 @@ static enum x86_decode_status decode_vex(struct cursor *c, struct x86_insn *in)
             return c->err;
     if (in->rex || in->lock || in->simd_prefix)
         return X86_DECODE_INVALID;
+    memcpy(in->vex, p, n + 1);
+    in->vex_len = (uint8_t)(n + 1);
+    in->vvvv = (uint8_t)(~(p[0] == 0xC5 ? p[1] : p[2]) >> 3 & 15);
     unsigned r = !(p[1] & 0x80), x = 0, b = 0;
     if (p[0] == 0xC5) {
         in->vex_map = 1;
@@ -727,6 +731,7 @@ enum x86_decode_status x86_decode(const uint8_t *buf, size_t len,
     set_sizes(out);
     uint8_t b;
     enum x86_decode_status st;
+    out->opcode_pos = (uint8_t)c.pos;
     if (peek_byte(&c, 0, &b) && is_vex_like(&c, out, b))
         st = decode_vex(&c, out);
     else
@@ -736,6 +741,73 @@ enum x86_decode_status x86_decode(const uint8_t *buf, size_t len,
     out->len = (uint8_t)c.pos;
     memcpy(out->bytes, buf, c.pos);
     return X86_DECODE_OK;
+}
+
+static bool native_legacy_0f(const struct x86_insn *in)
+{
+    uint8_t o = in->opcode;
+    if ((o >= 0x10 && o <= 0x17) || (o >= 0x28 && o <= 0x2F) ||
+        (o >= 0x50 && o <= 0x77) || (o >= 0x7C && o <= 0x7F) ||
+        o == 0xC2 || o == 0xC3 || (o >= 0xC4 && o <= 0xC6) ||
+        (o >= 0xD0 && o <= 0xFE && o != 0xF7))
+        return true;
+    /* TZCNT, LZCNT */
+    return (o == 0xBC || o == 0xBD) && in->simd_prefix == 0xF3;
+}
+
+static bool native_legacy_0f38(const struct x86_insn *in)
+{
+    uint8_t o = in->opcode;
+    if (o <= 0x7F || (o >= 0xC8 && o <= 0xCF) || (o >= 0xDB && o <= 0xDF) ||
+        o == 0xF0 || o == 0xF1)
+        return true;
+    /* ADCX, ADOX (F6 without prefix is WRSS) */
+    return o == 0xF6 && (in->simd_prefix == 0x66 || in->simd_prefix == 0xF3);
+}
+
+static bool native_vex(const struct x86_insn *in)
+{
+    uint8_t o = in->opcode;
+    bool evex = in->enc == X86_ENC_EVEX;
+    switch (in->vex_map) {
+    case 1:
+    case 3:
+        return true;
+    case 2:
+        if (o >= 0x90 && o <= 0x93) /* gathers: vector-indexed */
+            return false;
+        if (evex)
+            return !(o >= 0xA0 && o <= 0xA3) && o != 0xC6 && o != 0xC7;
+        /* AMX tiles */
+        return !(o >= 0x48 && o <= 0x4B) && !(o >= 0x5C && o <= 0x5F) &&
+               !(o >= 0x6B && o <= 0x6F);
+    case 5:
+    case 6:
+        return evex;
+    default:
+        return false;
+    }
+}
+
+bool x86_native_ok(const struct x86_insn *in)
+{
+    if (in->mode != X86_MODE_LONG64)
+        return false;
+    switch (in->enc) {
+    case X86_ENC_VEX:
+    case X86_ENC_EVEX:
+        return native_vex(in);
+    case X86_ENC_XOP:
+        return false;
+    default:
+        break;
+    }
+    switch (in->map) {
+    case X86_MAP_0F: return native_legacy_0f(in);
+    case X86_MAP_0F38: return native_legacy_0f38(in);
+    case X86_MAP_0F3A: return true;
+    default: return false;
+    }
 }
 
 static const char *group_name(const struct x86_insn *in, const char *g)

@@ -74,6 +74,7 @@ enum x86_op {
     X86_OP_FWAIT,
     X86_OP_LDMXCSR,
     X86_OP_STMXCSR,
+    X86_OP_NATIVE, /* not decoded: vector instructions run on the host */
     X86_OP_WBINVD,
     X86_OP_INVD,
     X86_OP_COUNT,
@@ -107,6 +108,10 @@ struct x86_insn {
     enum x86_encoding enc;
     enum x86_map map;    /* legacy: the map; VEX/EVEX/XOP: map number */
     uint8_t vex_map;     /* VEX/EVEX/XOP map select field */
+    uint8_t vex[4];      /* the raw VEX/EVEX/XOP prefix */
+    uint8_t vex_len;
+    uint8_t vvvv;        /* VEX/EVEX register specifier (un-inverted) */
+    uint8_t opcode_pos;  /* offset of the escape/VEX prefix or opcode */
     uint8_t opcode;
     /* Prefixes. */
     bool lock, rep /* F3 */, repne /* F2 */, opsize_prefix, addrsize_prefix;
@@ -138,6 +143,12 @@ enum x86_decode_status {
 enum x86_decode_status x86_decode(const uint8_t *buf, size_t len,
                                   enum x86_mode mode, struct x86_insn *out);
 
+/* Whether the instruction is a pure register/memory computation (SSE,
+ * AVX, AVX-512, SHA, AES, BMI, CRC32, ...) in 64-bit mode that can run on
+ * the host CPU: no control flow, stack, system, I/O, implicit or
+ * vector-indexed memory, AMX or privileged effect. */
+bool x86_native_ok(const struct x86_insn *insn);
+
 /* Mnemonic of a decoded instruction ("lock cmpxchg16b", "xrstor64",
  * "vex.0f38 op 0x18", ...), written into buf. Returns buf. */
 const char *x86_insn_name(const struct x86_insn *insn, char *buf,
@@ -147,7 +158,9 @@ const char *x86_insn_name(const struct x86_insn *insn, char *buf,
 const char *x86_op_name(enum x86_op op);
 
 /* Offset of the memory operand (before segmentation): base + index *
- * scale + disp, truncated to the address size. regs[] is indexed by
+ * scale + disp, truncated to the address size. An EVEX 8-bit displacement
+ * is taken as is: its scale depends on the instruction's tuple type, which
+ * the decoder does not model (emulate_native.c measures it). regs[] is indexed by
  * enum x86_gpr; next_rip is the address of the following instruction
  * (for RIP-relative operands). */
 uint64_t x86_mem_offset(const struct x86_insn *insn, const uint64_t regs[16],
