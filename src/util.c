@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 static void vreport(const char *kind, const char *fmt, va_list ap)
+    PRINTF_LIKE(2, 0);
+
+static void vreport(const char *kind, const char *fmt, va_list ap)
 {
     char line[1024];
     vsnprintf(line, sizeof(line), fmt, ap);

@@ -34,6 +34,9 @@ enum blk_op {
     BLK_OP_WRITE_ZEROES,
 };
 
+/* Most iovec entries one READ/WRITE may carry. */
+#define BLK_MAX_IOV 1016
+
 struct blk_req {
     enum blk_op op;
     uint64_t offset; /* bytes */
@@ -52,13 +55,22 @@ struct blockdev;
  * returns -1. */
 int blk_open(const struct blk_open_opts *opts, struct blockdev **out);
 void blk_close(struct blockdev *bd); /* waits for requests in flight */
+/* Waits until every submitted request has completed (done() called). */
+void blk_drain(struct blockdev *bd);
 
 uint64_t blk_size(const struct blockdev *bd); /* virtual size, bytes */
 bool blk_is_readonly(const struct blockdev *bd);
 const char *blk_format_name(const struct blockdev *bd);
 
 /* Queues a request; several may be in flight. Returns 0, or -errno if it
- * could not be queued (done() is not called then). */
+ * could not be queued (done() is not called then). A request that fails
+ * validation (range beyond the disk, iov total != len, write to a
+ * read-only disk: -EINVAL/-EROFS) is finished at once: done() runs inside
+ * blk_submit() and 0 is returned. Requests in flight at the same time
+ * complete in any order; a FLUSH makes durable every write that completed
+ * before the FLUSH was submitted. Offsets and lengths are in bytes with
+ * no alignment requirement. req and its iov stay untouched and must live
+ * until done(). */
 int blk_submit(struct blockdev *bd, struct blk_req *req);
 /* Starts queued requests (batched submission). */
 void blk_kick(struct blockdev *bd);
@@ -66,5 +78,10 @@ void blk_kick(struct blockdev *bd);
 int blk_event_fd(const struct blockdev *bd);
 /* Runs done() for every finished request. */
 void blk_poll(struct blockdev *bd);
+
+/* Parses a --disk value: FILE[,format=raw|qcow2][,ro][,cache=writeback|none]
+ * (",," is a comma inside FILE). On success out->path is a malloc'ed copy
+ * the caller frees. On failure reports one line and returns -1. */
+int blk_parse_disk_opts(const char *arg, struct blk_open_opts *out);
 
 #endif

@@ -27,6 +27,7 @@
 #define LAYOUT_EBDA_START 0x9FC00ULL
 #define LAYOUT_LOW_RAM_END 0xA0000ULL
 #define LAYOUT_VGA_START 0xA0000ULL
+#define LAYOUT_VGA_END 0xC0000ULL /* legacy VGA window, forwarded to PCI */
 #define LAYOUT_BIOS_AREA_START 0xE0000ULL /* reserved in e820 (direct boot) */
 
 /* Direct boot: tables the VMM places in the BIOS area, where an OS scans. */
@@ -78,11 +79,13 @@
 #define LAYOUT_PORT_I8042_CMD 0x64
 #define LAYOUT_PORT_RTC 0x70 /* index, data at +1 */
 #define LAYOUT_PORT_RTC_LEN 2
+#define LAYOUT_CMOS_CENTURY 0x32 /* CMOS index of the century byte (FADT) */
 #define LAYOUT_PORT_POST 0x80
 #define LAYOUT_PORT_A20 0x92
 #define LAYOUT_PORT_PCI_CONFIG_ADDR 0xCF8
 #define LAYOUT_PORT_RESET_CONTROL 0xCF9
 #define LAYOUT_PORT_PCI_CONFIG_DATA 0xCFC
+#define LAYOUT_PORT_PCI_CONFIG_LEN 8 /* 0xCF8-0xCFF, not forwarded to PCI */
 #define LAYOUT_PORT_COM1 0x3F8
 #define LAYOUT_PORT_COM_LEN 8
 #define LAYOUT_PORT_DEBUGCON 0x402
@@ -112,6 +115,8 @@
 /* ---- Interrupts (GSI == ISA IRQ == IOAPIC pin under KVM's default routing) */
 
 #define LAYOUT_IOAPIC_PINS 24
+#define LAYOUT_IOAPIC_ID 0
+#define LAYOUT_IOAPIC_GSI_BASE 0
 #define LAYOUT_GSI_PIT 0
 #define LAYOUT_GSI_KEYBOARD 1
 #define LAYOUT_GSI_COM1 4
@@ -121,6 +126,11 @@
 /* PCI INTx goes through the PIIX PIRQ routers; these are the IRQs the
  * firmware programs (PIRQA..D) and the ones the links may take. */
 #define LAYOUT_PIRQ_COUNT 4
+/* PIIX3 route registers PIRQA..D at this offset of the ISA bridge's config
+ * space: bit 7 disables the PIRQ, bits 3:0 select its ISA IRQ. */
+#define LAYOUT_PIRQ_ROUTE_REG 0x60
+#define LAYOUT_PIRQ_ROUTE_DISABLED 0x80
+#define LAYOUT_PIRQ_ROUTE_IRQ_MASK 0x0F
 #define LAYOUT_PIRQ_DEFAULT_IRQS {10, 10, 11, 11}
 #define LAYOUT_PIRQ_POSSIBLE_IRQS {5, 10, 11}
 /* ISA IRQs wired level/active-high (MADT overrides, ELCR). */

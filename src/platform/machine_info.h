@@ -18,7 +18,8 @@ struct machine_info {
     uint64_t ram_size;     /* bytes; split per layout_lowmem()/highmem() */
     bool firmware;         /* tables are handed to firmware via fw_cfg */
     const char *name;      /* --name, or NULL */
-    uint8_t uuid[16];      /* SMBIOS type 1 UUID (stable per --name) */
+    uint8_t uuid[16];      /* SMBIOS type 1 UUID (stable per --name), in
+                            * RFC 4122 byte order, as it is printed */
     /* PCI functions with an interrupt pin, for the MP table. */
     struct pci_intx_user intx[LAYOUT_PCI_SLOTS];
     unsigned intx_count;

@@ -9,7 +9,7 @@
 
 /* Writes the floating pointer followed by the configuration table, as
  * they must appear at guest address base, into buf. Returns the length
- * used, or 0 if cap is too small. */
+ * used, or 0 if cap is too small or the CPUs do not fit 8-bit APIC IDs. */
 size_t mptable_build(const struct machine_info *mi, uint32_t base,
                      uint8_t *buf, size_t cap);
 

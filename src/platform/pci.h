@@ -71,16 +71,22 @@ struct pci_dev {
     uint8_t cap_tail; /* offset of the last capability, 0 if none */
     uint8_t cap_end;  /* next free byte for a capability */
     struct pci_host *host;
-    bool intx_asserted;
+    bool intx_asserted;  /* the function's own INTx level */
+    bool cfg_intx_gated; /* COMMAND.INTX_DISABLE when last applied */
     /* Called (with the host lock held) after a guest config write has been
      * applied, with the value before the write. Optional. */
     void (*config_written)(struct pci_dev *d, unsigned off, unsigned len,
                            uint32_t old);
+    /* Called (host lock held) after a BAR starts or stops decoding at a
+     * new address, e.g. to move ioeventfds along. Optional. */
+    void (*bar_moved)(struct pci_dev *d, unsigned bar, bool mapped,
+                      uint64_t addr);
     void *opaque;
 };
 
 struct pci_host {
-    pthread_mutex_t lock; /* config space of every function, PIRQ state */
+    pthread_mutex_t lock;      /* config space of every function */
+    pthread_mutex_t intx_lock; /* PIRQ state; never held while taking lock */
     struct bus *pio, *mmio;
     struct pci_dev *fn[LAYOUT_PCI_SLOTS * 8];
     uint32_t config_addr; /* 0xCF8 latch */
@@ -89,7 +95,10 @@ struct pci_host {
      * space; asserted counts per PIRQ. */
     struct pci_dev *isa_bridge;
     unsigned pirq_asserted[LAYOUT_PIRQ_COUNT];
-    struct irq_line pirq_line[LAYOUT_PIRQ_COUNT];
+    struct irq_line isa_irq[16]; /* ISA IRQs as driven by the PIRQs */
+    /* Byte accesses to 0xCF9 (PIIX reset control) share the 0xCF8 dword. */
+    const struct bus_ops *reset_control_ops;
+    void *reset_control_opaque;
 };
 
 /* Fills identity and the standard writable bits. header_type bit 7 marks
@@ -126,6 +135,11 @@ void pci_host_destroy(struct pci_host *h);
 int pci_host_add(struct pci_host *h, struct pci_dev *d, uint8_t devfn);
 /* Registers the 0xCF8/0xCFC ports on the PIO bus. */
 int pci_host_register_ports(struct pci_host *h);
+/* Declares which function holds the PIIX PIRQ route registers (config
+ * 0x60-0x63); re-evaluates INTx routing whenever they change. */
+void pci_host_set_pirq_router(struct pci_host *h, struct pci_dev *isa_bridge);
+/* Re-applies the route registers (called after they are written). */
+void pci_host_pirq_routes_changed(struct pci_host *h);
 
 /* Config access as mechanism #1 performs it (also for tests). */
 uint32_t pci_host_config_read(struct pci_host *h, uint8_t devfn, unsigned off,
