@@ -1366,17 +1366,22 @@ enum emu_result emu_handle_failure(const struct emu_vcpu_ops *ops, void *vcpu,
 
 void emu_stats_print(const struct emu_stats *s, FILE *out)
 {
+    bool header = false;
     for (unsigned i = 0; i < X86_OP_COUNT; i++) {
         uint64_t done = __atomic_load_n(&s->completed[i], __ATOMIC_RELAXED);
         uint64_t flt = __atomic_load_n(&s->faulted[i], __ATOMIC_RELAXED);
-        if (done)
-            fprintf(out, "emulated %-12s %" PRIu64 "\n",
-                    x86_op_name((enum x86_op)i), done);
+        if (!done && !flt)
+            continue;
+        if (!header)
+            fprintf(out, "kvmpc: instructions completed in userspace:\n");
+        header = true;
+        fprintf(out, "  %-16s %" PRIu64, x86_op_name((enum x86_op)i), done);
         if (flt)
-            fprintf(out, "emulated %-12s %" PRIu64 " raised an exception\n",
-                    x86_op_name((enum x86_op)i), flt);
+            fprintf(out, " (+%" PRIu64 " raised an exception)", flt);
+        fputc('\n', out);
     }
     uint64_t u = __atomic_load_n(&s->unsupported, __ATOMIC_RELAXED);
     if (u)
-        fprintf(out, "emulation failures not completed: %" PRIu64 "\n", u);
+        fprintf(out, "kvmpc: emulation failures not completed: %" PRIu64 "\n",
+                u);
 }

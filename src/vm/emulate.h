@@ -66,7 +66,8 @@ enum emu_result emu_handle_failure(const struct emu_vcpu_ops *ops, void *vcpu,
                                    struct emu_stats *stats, char *diag,
                                    size_t diag_len);
 
-/* Prints the non-zero counters, one "emulated <insn>: N" line each. */
+/* Prints the non-zero counters under a heading, one "  <insn> N" line
+ * each; nothing when all are zero. */
 void emu_stats_print(const struct emu_stats *stats, FILE *out);
 
 struct emu_native;
@@ -86,9 +87,9 @@ void emu_kvm_fini(struct emu_kvm_vcpu *v);
 
 /* Asks KVM to exit to userspace on every emulation failure, with the
  * instruction bytes, instead of injecting #UD (KVM_CAP_EXIT_ON_
- * EMULATION_FAILURE). Call once per VM before the vCPUs run. Returns 0
- * or -1 when the capability is missing (the exits still come for CPL 0,
- * with #UD queued, which emu_handle_failure() discards). */
+ * EMULATION_FAILURE). Call once per VM before the vCPUs run. Returns 0,
+ * or -1 (not reported) when the capability is missing: the exits still
+ * come for CPL 0, with a #UD queued that emu_handle_failure() discards. */
 int emu_kvm_enable(int vm_fd);
 
 #endif

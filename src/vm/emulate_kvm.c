@@ -145,9 +145,5 @@ int emu_kvm_enable(int vm_fd)
     memset(&cap, 0, sizeof(cap));
     cap.cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE;
     cap.args[0] = 1;
-    if (ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
-        report_error("KVM_CAP_EXIT_ON_EMULATION_FAILURE: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    return ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0 ? -1 : 0;
 }

@@ -107,6 +107,7 @@ struct vm {
 
     struct vcpu *vcpus;
     unsigned ncpus;
+    struct emu_stats emu_stats; /* instructions completed in userspace */
 
     int stop_reason; /* enum vm_stop_reason, first one wins */
     uint64_t first_run_ns; /* CLOCK_MONOTONIC at the BSP's first KVM_RUN */

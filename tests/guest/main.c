@@ -37,6 +37,7 @@ static const struct kit_test tests[] = {
     {"smp", test_smp},
     {"ioapic", test_ioapic},
     {"poweroff", test_poweroff},
+    {"emulate", test_emulate},
     {"reset", test_reset}, /* last: it does not come back */
 };
 

@@ -1108,9 +1108,9 @@ static void test_stats_print(void **state)
     emu_stats_print(&stats, f);
     fclose(f);
     print_message("%s", buf);
-    assert_non_null(strstr(buf, "emulated int3         2\n"));
-    assert_non_null(strstr(buf, "cmpxchg16b   1 raised an exception"));
-    assert_non_null(strstr(buf, "not completed: 1"));
+    assert_non_null(strstr(buf, "in userspace:\n  int3             2\n"));
+    assert_non_null(strstr(buf, "  cmpxchg16b       0 (+1 raised an exception)\n"));
+    assert_non_null(strstr(buf, "not completed: 1\n"));
     free(buf);
 }
 
