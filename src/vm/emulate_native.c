@@ -35,13 +35,19 @@ struct frame {
     uint64_t rflags;
     uint64_t host_rsp;
     uint64_t mask;
+    /* IRETQ frame entering the instruction: RIP, CS, RFLAGS (with TF),
+     * RSP (the guest's), SS. */
+    uint64_t iret[5];
 };
+
+#define RFLAGS_TF 0x100ull
 
 #define SLOT_LEN EMU_NATIVE_MAX_CODE
 
 struct emu_native {
     uint8_t *map;
-    unsigned slot_off, recover_off, code_end;
+    unsigned slot_off, exit_off, recover_off, code_end;
+    uint64_t slot_end; /* where the single-step trap must come from */
     pthread_t altstack_thread; /* where the alternate stack is known set */
     bool altstack_known;
     /* Filled by the signal handler. */
@@ -113,6 +119,9 @@ static void pop_callee_saved_and_return(struct emitter *a)
     put1(a, 0xC3);
 }
 
+/* Saves the host's state, loads the guest's and enters the instruction
+ * with IRETQ, which sets RSP and RFLAGS together: TF makes the CPU trap
+ * right after that one instruction, wherever the CPU thinks it ends. */
 static void gen_entry(struct emitter *a)
 {
     unsigned gpr = DATA_OFF + offsetof(struct frame, gpr);
@@ -122,13 +131,12 @@ static void gen_entry(struct emitter *a)
     mov_rip(a, 0x89, 4, host_rsp);
     xstate_op(a, 4, HOST_XSAVE_OFF);  /* xsave64 host */
     xstate_op(a, 5, GUEST_XSAVE_OFF); /* xrstor64 guest */
-    put(a, (const uint8_t[]){0xFF, 0x35}, 2); /* push [rip + rflags] */
-    rip32(a, DATA_OFF + offsetof(struct frame, rflags));
-    put1(a, 0x9D); /* popfq */
+    put(a, (const uint8_t[]){0x48, 0x8D, 0x25}, 3); /* lea rsp, [rip+iret] */
+    rip32(a, DATA_OFF + offsetof(struct frame, iret));
     for (unsigned r = 0; r < 16; r++)
         if (r != 4)
             mov_rip(a, 0x8B, r, gpr + 8 * r);
-    mov_rip(a, 0x8B, 4, gpr + 8 * 4); /* the guest's RSP last */
+    put(a, (const uint8_t[]){0x48, 0xCF}, 2); /* iretq */
 }
 
 static void gen_exit(struct emitter *a)
@@ -162,8 +170,9 @@ static void generate(struct emu_native *n)
     struct emitter a = {.buf = n->map + CODE_OFF};
     gen_entry(&a);
     n->slot_off = a.n;
-    memset(a.buf + a.n, 0x90, SLOT_LEN);
+    memset(a.buf + a.n, 0xCC, SLOT_LEN);
     a.n += SLOT_LEN;
+    n->exit_off = a.n;
     gen_exit(&a);
     n->recover_off = a.n;
     gen_recover(&a);
@@ -176,7 +185,8 @@ static __thread struct emu_native *running;
 /* Handlers found in place when ours went in, for faults not ours. */
 static struct sigaction previous[NSIG];
 static pthread_mutex_t handlers_lock = PTHREAD_MUTEX_INITIALIZER;
-static const int fault_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+static const int fault_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+                                    SIGTRAP};
 
 static void chain(int sig, siginfo_t *si, void *uc)
 {
@@ -201,12 +211,20 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
         chain(sig, si, ucv);
         return;
     }
+    /* The single-step trap after the instruction, where our decoding says
+     * it ends: carry on with the exit path. */
+    if (sig == SIGTRAP && rip == n->slot_end) {
+        uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)RFLAGS_TF;
+        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(code + n->exit_off);
+        return;
+    }
     n->signo = sig;
     n->trapno = (int)uc->uc_mcontext.gregs[REG_TRAPNO];
     n->error_code = (uint64_t)uc->uc_mcontext.gregs[REG_ERR];
     n->fault_addr = (uint64_t)si->si_addr;
     n->in_slot = rip >= code + n->slot_off && rip < code + n->slot_off +
                                                         SLOT_LEN;
+    uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)RFLAGS_TF;
     uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(code + n->recover_off);
 }
 
@@ -331,7 +349,9 @@ static int load_slot(struct emu_native *n, const struct emu_native_job *job)
     if (job->code_len == 0 || job->code_len > SLOT_LEN ||
         mprotect(code, EMU_NATIVE_PAGE, PROT_READ | PROT_WRITE) != 0)
         return -1;
-    memset(code + n->slot_off, 0x90, SLOT_LEN);
+    /* Bytes the CPU might take as part of a longer instruction than ours
+     * are 0xCC: as ModRM a register form, as an opcode a trap. */
+    memset(code + n->slot_off, 0xCC, SLOT_LEN);
     memcpy(code + n->slot_off, job->code, job->code_len);
     return mprotect(code, EMU_NATIVE_PAGE, PROT_READ | PROT_EXEC);
 }
@@ -365,8 +385,15 @@ int emu_native_exec(struct emu_native *n, struct emu_native_job *job)
         return -1;
     check_handlers();
     memcpy(f->gpr, job->gpr, sizeof(f->gpr));
-    f->rflags = (job->rflags & PASSED_FLAGS) | 0x2;
     f->mask = job->xsave_mask;
+    uint16_t cs, ss;
+    __asm__("mov %%cs, %0; mov %%ss, %1" : "=r"(cs), "=r"(ss));
+    f->iret[0] = (uint64_t)(n->map + CODE_OFF + n->slot_off);
+    f->iret[1] = cs;
+    f->iret[2] = (job->rflags & PASSED_FLAGS) | 0x202 | RFLAGS_TF;
+    f->iret[3] = job->gpr[4];
+    f->iret[4] = ss;
+    n->slot_end = f->iret[0] + job->code_len;
     memset(n->map + HOST_XSAVE_OFF, 0, EMU_NATIVE_PAGE);
     memcpy(n->map + GUEST_XSAVE_OFF, job->xsave, len);
     n->signo = 0;

@@ -1,5 +1,6 @@
 /* Each completion on crafted guest memory with a fake vCPU. */
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -968,6 +969,35 @@ static void test_native_checks(void **state)
     assert_exception(19, false, 0);
 }
 
+/* If the CPU decodes the slot differently from our decoder, the
+ * single-step trap comes from the wrong place: nothing is kept. */
+static void test_native_length_guard(void **state)
+{
+    struct emu_native_job job;
+    uint8_t img[4096];
+    memcpy(img, cpu.xsave, sizeof(img));
+    memset(&job, 0, sizeof(job));
+    job.xsave = img;
+    job.xsave_len = sizeof(img);
+    job.xsave_mask = emu_native_xsave_mask() & 0x7;
+    job.gpr[X86_RSP] = 0x1000;
+    /* pxor xmm0, xmm0 cut short: the CPU takes a padding byte as ModRM */
+    memcpy(job.code, "\x66\x0f\xef\xc0", 4);
+    job.code_len = 3;
+    assert_int_equal(emu_native_exec(executor, &job), 0);
+    assert_int_equal(job.signo, SIGTRAP);
+    /* xorps xmm0, xmm0 said to be one byte longer than it is */
+    memcpy(job.code, "\x0f\x57\xc0\x90", 4);
+    job.code_len = 4;
+    assert_int_equal(emu_native_exec(executor, &job), 0);
+    assert_int_equal(job.signo, SIGTRAP);
+    /* the right length completes */
+    job.code_len = 3;
+    assert_int_equal(emu_native_exec(executor, &job), 0);
+    assert_int_equal(job.signo, 0);
+    assert_int_equal(job.gpr[X86_RSP], 0x1000);
+}
+
 static bool host_has_avx512f(void)
 {
     unsigned a, b, c, d;
@@ -1147,6 +1177,7 @@ int main(void)
         T(test_native_faults),
         T(test_native_checks),
         T(test_native_avx512),
+        T(test_native_length_guard),
         T(test_unsupported_diagnostic),
         T(test_exit_instruction_bytes),
         T(test_fetch_faults),
