@@ -770,7 +770,8 @@ static bool native_vex(const struct x86_insn *in)
     uint8_t o = in->opcode;
     bool evex = in->enc == X86_ENC_EVEX;
     switch (in->vex_map) {
-    case 1:
+    case 1: /* not VMASKMOVDQU: it stores to [RDI] */
+        return o != 0xF7;
     case 3:
         return true;
     case 2:

@@ -292,6 +292,47 @@ static void test_modes(void **state)
     assert_int_equal(x86_mode_default_size(X86_MODE_VM86), 2);
 }
 
+/* What may run on the host: pure computations only. */
+static void test_native_ok(void **state)
+{
+    static const struct {
+        const char *hex;
+        enum x86_mode mode;
+        bool ok;
+    } natives[] = {
+        {"c5 fa 6f 07", L64, true},          /* vmovdqu */
+        {"66 0f fe 47 10", L64, true},       /* paddd */
+        {"62 f1 7c 48 10 07", L64, true},    /* vmovups zmm */
+        {"f2 48 0f 38 f1 c7", L64, true},    /* crc32 */
+        {"c4 e2 f8 f2 c1", L64, true},       /* andn */
+        {"66 0f 3a 44 c1 00", L64, true},    /* pclmulqdq */
+        {"0f 38 c8 c1", L64, true},          /* sha1nexte */
+        {"c5 f8 77", L64, true},             /* vzeroupper */
+        {"66 0f f7 c1", L64, false},         /* maskmovdqu: [RDI] */
+        {"c5 f9 f7 c1", L64, false},         /* vmaskmovdqu: [RDI] */
+        {"c4 e2 79 90 04 87", L64, false},   /* vpgatherdd: VSIB */
+        {"62 f2 7d 49 a0 04 87", L64, false}, /* vpscatterdd */
+        {"c4 e2 7b 4b 04 08", L64, false},   /* tileloadd: AMX */
+        {"66 0f 38 f8 07", L64, false},      /* movdir64b */
+        {"0f 38 f6 07", L64, false},         /* wrss */
+        {"66 0f 38 f6 c1", L64, true},       /* adcx */
+        {"0f ae 07", L64, false},            /* fxsave */
+        {"0f 01 d0", L64, false},            /* xgetbv */
+        {"e8 00 00 00 00", L64, false},      /* call */
+        {"8f e8 78 c0 c1 05", L64, false},   /* XOP */
+        {"66 0f fe c1", P32, false},         /* outside 64-bit mode */
+    };
+    for (size_t i = 0; i < sizeof(natives) / sizeof(natives[0]); i++) {
+        uint8_t buf[16];
+        struct x86_insn in;
+        size_t n = parse_hex(natives[i].hex, buf);
+        print_message("%s\n", natives[i].hex);
+        assert_int_equal(x86_decode(buf, n, natives[i].mode, &in),
+                         X86_DECODE_OK);
+        assert_int_equal(x86_native_ok(&in), natives[i].ok);
+    }
+}
+
 static void test_names_of_unknown(void **state)
 {
     struct x86_insn in;
@@ -319,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_memory_operands),
         cmocka_unit_test(test_modes),
         cmocka_unit_test(test_names_of_unknown),
+        cmocka_unit_test(test_native_ok),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
