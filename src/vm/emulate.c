@@ -343,6 +343,28 @@ static enum emu_result fetch_from_memory(struct emu *e)
     return emu_paging_result(e, st, &f, e->regs.rip);
 }
 
+bool emu_peek_next(struct emu *e)
+{
+    uint64_t la;
+    uint8_t buf[X86_MAX_INSN_LEN];
+    struct gp_fault f;
+    struct gp_segment cs = emu_segment(e, X86_CS);
+    if (gp_linear(&e->mmu, &cs, X86_CS, e->regs.rip, X86_MAX_INSN_LEN,
+                  GP_FETCH, &la, &f) != GP_OK)
+        return false;
+    unsigned n = 4096 - (unsigned)(la & 4095);
+    if (n > X86_MAX_INSN_LEN)
+        n = X86_MAX_INSN_LEN;
+    if (gp_read(e->mem, &e->mmu, la, buf, n, GP_FETCH, &f) != GP_OK)
+        return false;
+    enum x86_decode_status ds = x86_decode(buf, n, e->mmu.mode, &e->insn);
+    if (ds == X86_DECODE_TRUNCATED && n < X86_MAX_INSN_LEN &&
+        gp_read(e->mem, &e->mmu, la + n, buf + n, X86_MAX_INSN_LEN - n,
+                GP_FETCH, &f) == GP_OK)
+        ds = x86_decode(buf, X86_MAX_INSN_LEN, e->mmu.mode, &e->insn);
+    return ds == X86_DECODE_OK;
+}
+
 static enum emu_result fetch_and_decode(struct emu *e,
                                         const struct kvm_run *run)
 {
@@ -443,6 +465,9 @@ static void count(struct emu_stats *stats, const struct emu *e,
                   : r == EMU_FAULT ? &stats->faulted[op]
                                    : &stats->unsupported;
     __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+    if (e->extra_done)
+        __atomic_fetch_add(&stats->completed[op], e->extra_done,
+                           __ATOMIC_RELAXED);
 }
 
 enum emu_result emu_handle_failure(const struct emu_vcpu_ops *ops, void *vcpu,

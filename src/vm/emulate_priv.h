@@ -72,6 +72,7 @@ struct emu {
     unsigned raw_len;
     bool regs_changed;
     enum x86_op stat_op; /* the counter this exit goes to */
+    unsigned extra_done; /* more instructions completed in the same exit */
     struct exception exc;
     char *diag;
     size_t diag_len;
@@ -121,6 +122,9 @@ enum emu_result emu_read_linear(struct emu *e, uint64_t la, void *buf,
 /* The r/m source operand of size bytes, register or memory. */
 enum emu_result emu_read_rm(struct emu *e, unsigned size, uint64_t *v);
 enum emu_result emu_get_xcr0(struct emu *e, uint64_t *xcr0);
+/* Decodes the instruction at the current RIP into e->insn without raising
+ * anything; false when it cannot be fetched or decoded. */
+bool emu_peek_next(struct emu *e);
 
 /* The completions. */
 enum emu_result emu_complete(struct emu *e);

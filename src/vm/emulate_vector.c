@@ -24,23 +24,22 @@ static bool gpr_only(const struct x86_insn *in)
            (in->vex_map == 3 && in->opcode == 0xF0);
 }
 
-/* #UD/#NM conditions of SSE/AVX/AVX-512 instructions. */
-static enum emu_result vector_checks(struct emu *e, uint64_t xcr0)
+/* The #UD (or #NM) an SSE/AVX/AVX-512 instruction raises before doing
+ * anything, 0 when none. */
+static uint8_t vector_exception(const struct emu *e, uint64_t xcr0)
 {
     const struct x86_insn *in = &e->insn;
     if (gpr_only(in))
-        return EMU_DONE;
+        return 0;
     if (in->enc == X86_ENC_LEGACY) {
         if ((e->sregs.cr0 & CR0_EM) || !(e->sregs.cr4 & CR4_OSFXSR))
-            return emu_raise_ud(e);
+            return VEC_UD;
     } else {
         uint64_t need = in->enc == X86_ENC_EVEX ? 0xE6 : 0x6;
         if (!(e->sregs.cr4 & CR4_OSXSAVE) || (xcr0 & need) != need)
-            return emu_raise_ud(e);
+            return VEC_UD;
     }
-    if (e->sregs.cr0 & CR0_TS)
-        return emu_raise(e, VEC_NM, false, 0);
-    return EMU_DONE;
+    return (e->sregs.cr0 & CR0_TS) ? VEC_NM : 0;
 }
 
 struct native_mem {
@@ -214,6 +213,42 @@ static enum emu_result native_run(struct emu *e, struct native_mem *m,
     return r;
 }
 
+/* Up to this many vector instructions in a row complete in one exit: a
+ * vectorised loop costs one exit per iteration, not per instruction. */
+#define BATCH_MAX 64
+
+/* The next instruction joins the batch when it runs on the host too and
+ * raises nothing before it starts. Single-stepping guests get no batch. */
+static bool batch_next(struct emu *e, uint64_t xcr0)
+{
+    return !(e->regs.rflags & 0x100) && emu_peek_next(e) &&
+           x86_native_ok(&e->insn) && !vector_exception(e, xcr0);
+}
+
+/* Runs the instruction in e->insn and the vector instructions that follow
+ * it. Only the first one's exceptions are raised: a later one that faults
+ * ends the batch unexecuted and faults when the guest runs it again. */
+static enum emu_result run_batch(struct emu *e, struct native_mem *m,
+                                 struct emu_native_job *job, uint64_t xcr0)
+{
+    enum emu_result r = native_run(e, m, job);
+    if (r != EMU_DONE)
+        return r;
+    emu_advance(e);
+    while (e->extra_done + 1 < BATCH_MAX && batch_next(e, xcr0)) {
+        struct exception saved = e->exc;
+        if (native_run(e, m, job) != EMU_DONE) {
+            e->exc = saved;
+            if (e->diag && e->diag_len)
+                e->diag[0] = '\0';
+            break;
+        }
+        emu_advance(e);
+        e->extra_done++;
+    }
+    return EMU_DONE;
+}
+
 enum emu_result emu_vector(struct emu *e)
 {
     struct native_mem *m;
@@ -224,10 +259,11 @@ enum emu_result emu_vector(struct emu *e)
     if (!n)
         return unsupported(e, "no executor for vector instructions");
     enum emu_result r = emu_get_xcr0(e, &xcr0);
-    if (r == EMU_DONE)
-        r = vector_checks(e, xcr0);
     if (r != EMU_DONE)
         return r;
+    uint8_t vec = vector_exception(e, xcr0);
+    if (vec)
+        return vec == VEC_UD ? emu_raise_ud(e) : emu_raise(e, vec, false, 0);
     memset(&job, 0, sizeof(job));
     job.xsave_len = emu_xsave_len(e);
     job.xsave = calloc(1, job.xsave_len);
@@ -241,7 +277,7 @@ enum emu_result emu_vector(struct emu *e)
         memcpy(before, job.xsave, job.xsave_len);
         job.xsave_mask = emu_native_xsave_mask() & (xcr0 | 3);
         m->n = n;
-        r = native_run(e, m, &job);
+        r = run_batch(e, m, &job, xcr0);
     }
     if (r == EMU_DONE && memcmp(before, job.xsave, job.xsave_len) != 0 &&
         e->ops->set_xsave(e->vcpu, job.xsave, job.xsave_len) != 0)
@@ -249,5 +285,5 @@ enum emu_result emu_vector(struct emu *e)
     free(job.xsave);
     free(before);
     free(m);
-    return r == EMU_DONE ? emu_advance(e) : r;
+    return r;
 }

@@ -284,9 +284,10 @@ static struct kvm_run failure_exit(void)
 /* Puts the instruction at CS:RIP and handles the failure exit. */
 static enum emu_result run_at(uint64_t gpa, const char *hex)
 {
-    uint8_t b[16];
+    uint8_t b[32];
     size_t n = parse_hex(hex, b);
     memcpy(ram + gpa, b, n);
+    memset(ram + gpa + n, 0xF4, 16); /* hlt: nothing else runs with it */
     struct kvm_run run = failure_exit();
     return emu_handle_failure(&fake_ops, &cpu, &mem, &run, &stats, diag,
                               sizeof(diag));
@@ -969,6 +970,32 @@ static void test_native_checks(void **state)
     assert_exception(19, false, 0);
 }
 
+/* Vector instructions in a row complete in one exit; one that faults
+ * ends the batch without raising anything. */
+static void test_native_batch(void **state)
+{
+    fill_bytes(DATA, 1, 16);
+    cpu.regs.rdi = DATA;
+    /* vmovdqu xmm0, [rdi]; vpaddd xmm0, xmm0, xmm0; vmovdqu [rdi+16], xmm0 */
+    assert_int_equal(run("c5 fa 6f 07 c5 f9 fe c0 c5 fa 7f 47 10"), EMU_DONE);
+    assert_int_equal(cpu.regs.rip, CODE + 13);
+    for (unsigned i = 0; i < 16; i += 4)
+        assert_int_equal(get_le32(ram + DATA + 16 + i),
+                         2 * get_le32(ram + DATA + i));
+    assert_int_equal(stats.completed[X86_OP_NATIVE], 3);
+    /* the second one loads from a page that is not present */
+    set_pte(DATA + 0x1000, 0);
+    cpu.regs.rip = CODE;
+    cpu.regs.rsi = DATA + 0x1000;
+    assert_int_equal(run("c5 fa 6f 07 c5 fa 6f 0e c5 fa 7f 47 10"), EMU_DONE);
+    assert_int_equal(cpu.regs.rip, CODE + 4);
+    assert_no_exception();
+    /* run again from there, it faults as the guest expects */
+    assert_int_equal(run_at(CODE + 4, "c5 fa 6f 0e"), EMU_FAULT);
+    assert_exception(14, true, 0);
+    assert_int_equal(cpu.sregs.cr2, DATA + 0x1000);
+}
+
 /* If the CPU decodes the slot differently from our decoder, the
  * single-step trap comes from the wrong place: nothing is kept. */
 static void test_native_length_guard(void **state)
@@ -1178,6 +1205,7 @@ int main(void)
         T(test_native_checks),
         T(test_native_avx512),
         T(test_native_length_guard),
+        T(test_native_batch),
         T(test_unsupported_diagnostic),
         T(test_exit_instruction_bytes),
         T(test_fetch_faults),
