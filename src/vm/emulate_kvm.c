@@ -64,16 +64,15 @@ static int set_xcrs(void *v, const struct kvm_xcrs *x)
 
 static int get_msr(void *v, uint32_t index, uint64_t *value)
 {
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } m;
-    memset(&m, 0, sizeof(m));
-    m.hdr.nmsrs = 1;
-    m.e.index = index;
-    if (ioctl(vcpu_fd(v), KVM_GET_MSRS, &m) != 1)
+    /* struct kvm_msrs ends in a flexible array: room for one entry */
+    uint64_t buf[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) /
+                 sizeof(uint64_t)] = {0};
+    struct kvm_msrs *m = (struct kvm_msrs *)buf;
+    m->nmsrs = 1;
+    m->entries[0].index = index;
+    if (ioctl(vcpu_fd(v), KVM_GET_MSRS, m) != 1)
         return -1; /* returns the number of MSRs read */
-    *value = m.e.data;
+    *value = m->entries[0].data;
     return 0;
 }
 
