@@ -183,19 +183,22 @@ unsigned aio_poll(struct aio_engine *e)
     uint64_t cnt;
     while (read(e->efd, &cnt, sizeof(cnt)) < 0 && errno == EINTR)
         ;
-    e->ops->reap(e);
-    aio_kick(e); /* retries and anything queued meanwhile */
-    struct aio_op *list = e->done;
-    e->done = e->done_tail = NULL;
     unsigned n = 0;
-    while (list) {
-        struct aio_op *op = list;
-        list = op->next;
-        e->inflight--;
-        n++;
-        op->cb(op, op->result);
-    }
-    aio_kick(e); /* what the callbacks submitted */
+    /* Completions that arrive while callbacks run are taken in the same
+     * pass: the refills they cause then go to the kernel in one batch. */
+    do {
+        e->ops->reap(e);
+        struct aio_op *list = e->done;
+        e->done = e->done_tail = NULL;
+        while (list) {
+            struct aio_op *op = list;
+            list = op->next;
+            e->inflight--;
+            n++;
+            op->cb(op, op->result);
+        }
+    } while (e->ops->ready(e) && n < 4096);
+    aio_kick(e); /* retries, and what the callbacks submitted */
     return n;
 }
 
@@ -388,6 +391,15 @@ static void tpool_reap(struct aio_engine *e)
     }
 }
 
+static bool tpool_ready(struct aio_engine *e)
+{
+    struct tpool *t = e->be;
+    pthread_mutex_lock(&t->lock);
+    bool r = t->fin != NULL;
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
 static void tpool_destroy(struct aio_engine *e)
 {
     struct tpool *t = e->be;
@@ -407,6 +419,7 @@ static const struct aio_backend_ops tpool_ops = {
     .start = tpool_start,
     .flush = tpool_flush,
     .reap = tpool_reap,
+    .ready = tpool_ready,
     .destroy = tpool_destroy,
 };
 

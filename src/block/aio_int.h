@@ -18,6 +18,8 @@ struct aio_backend_ops {
     void (*flush)(struct aio_engine *e);
     /* Reports each finished attempt through aio_attempt_done(). */
     void (*reap)(struct aio_engine *e);
+    /* Whether finished attempts wait to be reaped. */
+    bool (*ready)(struct aio_engine *e);
     void (*destroy)(struct aio_engine *e);
 };
 

@@ -71,6 +71,8 @@ int blk_chain_enter(struct blk_chain *chain, const struct blk_file *f,
             return -1;
         }
     }
+    if (blk_file_lock(f, path) < 0)
+        return -1;
     if (chain->n >= BLK_MAX_CHAIN) {
         report_error("backing chain longer than %u images at '%s'",
                      BLK_MAX_CHAIN, path);

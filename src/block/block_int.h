@@ -12,6 +12,13 @@
 #include "block/aio.h"
 #include "block/block.h"
 
+#ifndef container_of
+/* The structure that embeds member ptr (through void *: no alignment
+ * warning, the embedding structure is aligned by construction). */
+#define container_of(ptr, type, member)                                        \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
 /* An open image file. Data goes through fd (O_DIRECT with cache=none);
  * metadata, and data whose buffers or offsets O_DIRECT cannot take, go
  * through bfd, a buffered descriptor of the same file (the kernel keeps
@@ -28,6 +35,11 @@ struct blk_file {
 int blk_file_open(struct blk_file *f, const char *path, bool readonly,
                   bool direct);
 void blk_file_close(struct blk_file *f);
+/* Whole-file OFD lock: exclusive for writers, shared for readers, so that
+ * two programs (kvmpc or QEMU's tools) never write one image at once.
+ * Taken after the backing chain check (a loop must be reported as such,
+ * not as a lock conflict with ourselves). */
+int blk_file_lock(const struct blk_file *f, const char *path);
 /* The descriptor that can carry this transfer. */
 int blk_file_fd_for(const struct blk_file *f, uint64_t off,
                     const struct iovec *iov, unsigned cnt);
@@ -85,8 +97,8 @@ struct blk_chain {
 int blk_open_on(const struct blk_open_opts *opts, struct aio_engine *eng,
                 struct blk_chain *chain, unsigned flags,
                 struct blockdev **out);
-/* Records a file in the chain; fails (reported) on a loop or when the
- * chain is too long. */
+/* Records a file in the chain and takes its lock; fails (reported) on a
+ * loop, a chain too long, or a file another program holds. */
 int blk_chain_enter(struct blk_chain *chain, const struct blk_file *f,
                     const char *path);
 

@@ -13,10 +13,10 @@
 
 #include "util.h"
 
-/* Whole-file OFD lock: exclusive for writers, shared for readers, so two
- * programs (kvmpc or QEMU's tools) never write one image at once. */
-static int lock_file(int fd, const char *path, bool readonly)
+int blk_file_lock(const struct blk_file *f, const char *path)
 {
+    int fd = f->bfd;
+    bool readonly = f->readonly;
     struct flock fl = {
         .l_type = readonly ? F_RDLCK : F_WRLCK,
         .l_whence = SEEK_SET,
@@ -103,8 +103,7 @@ int blk_file_open(struct blk_file *f, const char *path, bool readonly,
     f->readonly = readonly;
     if (open_buffered(f, path, readonly) < 0)
         return -1;
-    if (lock_file(f->bfd, path, readonly) < 0 ||
-        (direct && open_direct(f, path) < 0)) {
+    if (direct && open_direct(f, path) < 0) {
         close(f->bfd);
         f->bfd = -1;
         return -1;

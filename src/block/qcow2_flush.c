@@ -227,7 +227,7 @@ static void job_next(struct qjob *j)
 
 static void sync_done(struct aio_op *op, int res)
 {
-    struct qjob *j = (struct qjob *)((char *)op - offsetof(struct qjob, sync));
+    struct qjob *j = container_of(op, struct qjob, sync);
     if (res < 0 && !j->error)
         j->error = res;
     job_next(j);
@@ -249,7 +249,7 @@ static void job_put(struct qjob *j)
 
 static void jw_done(struct aio_op *op, int res)
 {
-    struct qjw *w = (struct qjw *)((char *)op - offsetof(struct qjw, op));
+    struct qjw *w = container_of(op, struct qjw, op);
     struct qjob *j = w->job;
     if (res < 0 && !j->error)
         j->error = res;

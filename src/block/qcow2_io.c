@@ -188,7 +188,7 @@ static struct qreq *qreq_new(struct qcow2 *q, struct blk_req *req,
 
 static void deferred_done(struct aio_op *op, int result)
 {
-    struct qreq *r = (struct qreq *)((char *)op - offsetof(struct qreq, defer));
+    struct qreq *r = container_of(op, struct qreq, defer);
     struct blockdev *bd = r->q->bd;
     struct blk_req *req = r->req;
     free(r);
@@ -263,7 +263,7 @@ static void piece_done(struct qpiece *p, int res)
 
 static void piece_io_done(struct aio_op *op, int res)
 {
-    piece_done((struct qpiece *)((char *)op - offsetof(struct qpiece, op)),
+    piece_done(container_of(op, struct qpiece, op),
                res);
 }
 
@@ -515,7 +515,7 @@ static void zc_store(struct qcow2 *q, uint64_t key, uint8_t *data)
 
 static void compressed_done(struct aio_op *op, int res)
 {
-    struct qpiece *p = (struct qpiece *)((char *)op - offsetof(struct qpiece, op));
+    struct qpiece *p = container_of(op, struct qpiece, op);
     struct qcow2 *q = p->r->q;
     const struct blk_req *req = p->r->req;
     uint8_t *c = p->inl[0].iov_base;
@@ -743,7 +743,7 @@ static int cow_commit(struct qcow *c)
 
 static void cow_write_done(struct aio_op *op, int res)
 {
-    struct qcow *c = (struct qcow *)((char *)op - offsetof(struct qcow, op));
+    struct qcow *c = container_of(op, struct qcow, op);
     struct qcow2 *q = c->q;
     struct qreq *r = c->r;
     if (res == 0) {

@@ -46,7 +46,7 @@ static void parse_header(const uint8_t *b, struct qcow2_header *h)
 static void feature_name(const uint8_t *c0, uint64_t cs, uint64_t ext_start,
                          unsigned bit, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "incompatible feature bit %u", bit);
+    snprintf(out, outlen, "bit %u", bit);
     uint64_t off = ext_start;
     while (off + 8 <= cs) {
         uint32_t type = get_be32(c0 + off), len = get_be32(c0 + off + 4);
@@ -62,8 +62,7 @@ static void feature_name(const uint8_t *c0, uint64_t cs, uint64_t ext_start,
                     for (char *p = name; *p; p++)
                         if (*p < 0x20 || *p > 0x7e)
                             *p = '?';
-                    snprintf(out, outlen, "'%s' (incompatible bit %u)", name,
-                             bit);
+                    snprintf(out, outlen, "'%s' (bit %u)", name, bit);
                     return;
                 }
             }
@@ -80,7 +79,9 @@ static int check_features(const struct qcow2_header *h, const uint8_t *c0,
         char name[96];
         feature_name(c0, cs, h->header_length, (unsigned)__builtin_ctzll(unknown),
                      name, sizeof(name));
-        report_error("'%s' uses the unsupported qcow2 feature %s", path, name);
+        report_error("'%s' uses an incompatible qcow2 feature that kvmpc "
+                     "does not support: %s",
+                     path, name);
         return -1;
     }
     if (h->incompatible & QCOW2_INCOMPAT_DATA_FILE) {

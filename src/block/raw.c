@@ -55,7 +55,7 @@ static void raw_finish(struct raw_req *q, int result)
 
 static void raw_done(struct aio_op *op, int result)
 {
-    raw_finish((struct raw_req *)((char *)op - offsetof(struct raw_req, op)),
+    raw_finish(container_of(op, struct raw_req, op),
                result);
 }
 
@@ -73,7 +73,7 @@ static void zero_write_next(struct raw_req *q);
 static void zero_write_done(struct aio_op *op, int result)
 {
     struct raw_req *q =
-        (struct raw_req *)((char *)op - offsetof(struct raw_req, op));
+        container_of(op, struct raw_req, op);
     if (result < 0) {
         raw_finish(q, result);
         return;
@@ -106,7 +106,7 @@ static void zero_write_next(struct raw_req *q)
 static void zero_range_done(struct aio_op *op, int result)
 {
     struct raw_req *q =
-        (struct raw_req *)((char *)op - offsetof(struct raw_req, op));
+        container_of(op, struct raw_req, op);
     if (result != -EOPNOTSUPP && result != -EINVAL && result != -ENODEV &&
         result != -ENOSYS) {
         raw_done(op, result);

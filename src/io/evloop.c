@@ -105,13 +105,15 @@ int evloop_del(struct evloop *l, int fd)
 int evloop_run(struct evloop *l)
 {
     struct epoll_event events[32];
+    int ret = 0;
     while (!l->stopping) {
         int n = epoll_wait(l->epfd, events, 32, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             report_error("event loop: epoll_wait: %s", strerror(errno));
-            return -1;
+            ret = -1;
+            break;
         }
         for (int i = 0; i < n && !l->stopping; i++) {
             struct evloop_handler *h = events[i].data.ptr;
@@ -119,7 +121,12 @@ int evloop_run(struct evloop *l)
                 h->fn(h->opaque, events[i].events);
         }
     }
-    return 0;
+    /* Re-arm for the next run (a guest-initiated restart). */
+    uint64_t v;
+    while (read(l->stopfd, &v, sizeof(v)) == sizeof(v))
+        ;
+    l->stopping = 0;
+    return ret;
 }
 
 void evloop_stop(struct evloop *l)

@@ -18,7 +18,8 @@ int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_fn fn,
                void *opaque);
 int evloop_modify(struct evloop *l, int fd, uint32_t events);
 int evloop_del(struct evloop *l, int fd);
-/* Runs until evloop_stop(); returns 0, or -1 on an epoll failure. */
+/* Runs until evloop_stop(); returns 0, or -1 on an epoll failure. A
+ * stopped loop can be run again. */
 int evloop_run(struct evloop *l);
 /* Thread-safe and async-signal-safe. */
 void evloop_stop(struct evloop *l);

@@ -256,15 +256,12 @@ static int setup_legacy_devices(struct vm *vm)
         acpi_pm_init(&vm->pm, &pc, &vm->irq_sci) ||
         fw_cfg_init(&vm->fw_cfg, &vm->mem))
         return -1;
-    debugcon_init(&vm->debugcon, vm->env->debugcon_fd);
     return add_pio(vm, LAYOUT_PORT_I8042_DATA, 1, &i8042_data_ops, &vm->kbc,
                    "i8042-data") ||
            add_pio(vm, LAYOUT_PORT_I8042_CMD, 1, &i8042_cmd_ops, &vm->kbc,
                    "i8042-cmd") ||
            add_pio(vm, LAYOUT_PORT_PM_BASE, LAYOUT_PORT_PM_LEN,
                    &acpi_pm_bus_ops, &vm->pm, "acpi-pm") ||
-           add_pio(vm, LAYOUT_PORT_DEBUGCON, 1, &debugcon_bus_ops,
-                   &vm->debugcon, "debugcon") ||
            add_pio(vm, LAYOUT_PORT_FW_CFG, LAYOUT_PORT_FW_CFG_LEN,
                    &fw_cfg_bus_ops, &vm->fw_cfg, "fw_cfg");
 }
@@ -402,10 +399,29 @@ static int set_level_irqs_in_elcr(struct vm *vm)
     return 0;
 }
 
+/* The debug port exists only when asked for: firmware stops writing its
+ * log when the port reads back as absent, which saves thousands of exits.
+ * When present, KVM batches its writes in the coalesced ring. */
+static int setup_debugcon(struct vm *vm)
+{
+    if (vm->env->debugcon_fd < 0)
+        return 0;
+    debugcon_init(&vm->debugcon, vm->env->debugcon_fd);
+    if (add_pio(vm, LAYOUT_PORT_DEBUGCON, 1, &debugcon_bus_ops, &vm->debugcon,
+                "debugcon"))
+        return -1;
+    struct kvm_coalesced_mmio_zone z = {.addr = LAYOUT_PORT_DEBUGCON,
+                                        .size = 1, .pio = 1};
+    if (kvm_check(vm->vm_fd, KVM_CAP_COALESCED_PIO) &&
+        ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &z) < 0)
+        report_warning("debug port writes not batched: %s", strerror(errno));
+    return 0;
+}
+
 static int setup_devices(struct vm *vm)
 {
     if (setup_chipset(vm) || setup_serial(vm) || setup_rtc(vm) ||
-        setup_legacy_devices(vm))
+        setup_legacy_devices(vm) || setup_debugcon(vm))
         return -1;
     vm->devices_up = true;
     if (setup_disks(vm))
@@ -660,6 +676,35 @@ static void fill_machine_info(struct vm *vm)
     mi->uuid[8] = (uint8_t)((mi->uuid[8] & 0x3F) | 0x80);
 }
 
+void vm_drain_coalesced(struct vm *vm)
+{
+    struct kvm_coalesced_mmio_ring *ring = vm->coalesced;
+    if (!ring)
+        return;
+    const uint32_t max = (uint32_t)((sysconf(_SC_PAGESIZE) - sizeof(*ring)) /
+                                    sizeof(ring->coalesced_mmio[0]));
+    pthread_mutex_lock(&vm->coalesced_lock);
+    while (ring->first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
+        struct kvm_coalesced_mmio e = ring->coalesced_mmio[ring->first % max];
+        if (e.len <= sizeof(e.data)) {
+            struct bus *bus = e.pio ? &vm->pio : &vm->mmio;
+            bus_write(bus, e.phys_addr, e.data, e.len);
+        }
+        __atomic_store_n(&ring->first, (ring->first + 1) % max,
+                         __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&vm->coalesced_lock);
+}
+
+static void map_coalesced_ring(struct vm *vm)
+{
+    int page_off = kvm_check(vm->kvm_fd, KVM_CAP_COALESCED_MMIO);
+    long page = sysconf(_SC_PAGESIZE);
+    if (page_off > 0 && (size_t)(page_off + 1) * (size_t)page <= vm->run_size)
+        vm->coalesced = (struct kvm_coalesced_mmio_ring *)(
+            (uint8_t *)vm->vcpus[0].run + (size_t)page_off * (size_t)page);
+}
+
 static int create_vcpus(struct vm *vm)
 {
     vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
@@ -672,6 +717,7 @@ static int create_vcpus(struct vm *vm)
             (vm->boot->kernel.data && vcpu_set_platform_state(&vm->vcpus[i])))
             return -1;
     }
+    map_coalesced_ring(vm);
     return 0;
 }
 
@@ -684,6 +730,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg,
     vm->env = env;
     vm->kvm_fd = vm->vm_fd = -1;
     vm->ncpus = cfg->ncpus;
+    pthread_mutex_init(&vm->coalesced_lock, NULL);
     fill_machine_info(vm);
     env->console->sink = com1_input;
     env->console->sink_opaque = vm;
@@ -722,12 +769,14 @@ enum vm_stop_reason vm_run(struct vm *vm)
             break;
         }
     }
-    if (evloop_run(vm->env->loop))
-        vm_request_stop(vm, VM_STOP_HOST_ERROR);
+    evloop_run(vm->env->loop);
+    /* The loop only ends for a stop; make sure one is recorded. */
+    vm_request_stop(vm, VM_STOP_HOST_ERROR);
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
     for (unsigned i = 0; i < vm->ncpus; i++)
         vcpu_join(&vm->vcpus[i]);
+    vm_drain_coalesced(vm);
     return vm_stop_reason(vm);
 }
 

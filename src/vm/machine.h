@@ -109,6 +109,10 @@ struct vm {
     unsigned ncpus;
     struct emu_stats emu_stats; /* instructions completed in userspace */
 
+    /* KVM's coalesced-write ring (debug port output), shared by vCPUs */
+    struct kvm_coalesced_mmio_ring *coalesced;
+    pthread_mutex_t coalesced_lock;
+
     int stop_reason; /* enum vm_stop_reason, first one wins */
     uint64_t first_run_ns; /* CLOCK_MONOTONIC at the BSP's first KVM_RUN */
 };
@@ -118,6 +122,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg,
 /* Runs until the guest or the host stops it; returns the reason. */
 enum vm_stop_reason vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);
+
+/* Delivers the writes KVM batched in the coalesced ring. Any thread. */
+void vm_drain_coalesced(struct vm *vm);
 
 /* Thread-safe; the first reason wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why);

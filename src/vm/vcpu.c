@@ -310,6 +310,8 @@ static bool handle_exit(struct vcpu *v)
     struct kvm_run *run = v->run;
     if (run->exit_reason < VCPU_EXIT_REASONS)
         v->stats.exits[run->exit_reason]++;
+    /* Batched writes happened before this exit: deliver them first. */
+    vm_drain_coalesced(v->vm);
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         handle_pio(v);

@@ -296,7 +296,9 @@ void tu_stress_run(struct blockdev *bd, struct tu_model *m,
 
 void tu_mkdir(char *out, size_t len)
 {
-    snprintf(out, len, "/tmp/kvmpc-blk-XXXXXX");
+    /* Not /tmp: it may be a tmpfs, where O_DIRECT (cache=none) fails. */
+    const char *base = getenv("KVMPC_TEST_TMPDIR");
+    snprintf(out, len, "%s/kvmpc-blk-XXXXXX", base ? base : "/var/tmp");
     assert_non_null(mkdtemp(out));
 }
 

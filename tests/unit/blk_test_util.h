@@ -52,7 +52,8 @@ struct tu_stress {
 void tu_stress_run(struct blockdev *bd, struct tu_model *m,
                    const struct tu_stress *s);
 
-/* Temporary directory (removed by tu_rmdir). */
+/* Temporary directory under $KVMPC_TEST_TMPDIR or /var/tmp (removed by
+ * tu_rmdir). */
 void tu_mkdir(char *out, size_t len);
 void tu_rmdir(const char *dir);
 /* Runs a shell command (printf format); returns its exit status. */

@@ -21,7 +21,7 @@
 
 #define MiB (1ull << 20)
 
-static char dir[64];
+static char dir[128];
 
 static int setup(void **state)
 {
@@ -84,7 +84,7 @@ static void make_file(const char *path, uint64_t size, uint64_t seed)
 
 static void test_detect_format(void **state)
 {
-    char p[128];
+    char p[256];
     snprintf(p, sizeof(p), "%s/data.img", dir);
     make_file(p, MiB, 7);
     struct blockdev *bd = tu_open(p, BLK_FORMAT_AUTO, true);
@@ -139,7 +139,7 @@ static void submit_expect(struct blockdev *bd, struct blk_req *req, int want)
 
 static void test_validation(void **state)
 {
-    char p[128];
+    char p[256];
     snprintf(p, sizeof(p), "%s/v.img", dir);
     make_file(p, MiB, 1);
     struct blockdev *bd = tu_open(p, BLK_FORMAT_RAW, true);
@@ -173,7 +173,7 @@ static void stress_and_verify(struct blockdev *bd, uint64_t size,
                               struct tu_model *m)
 {
     struct tu_stress s = {
-        .requests = 3000,
+        .requests = 2000,
         .depth = 32,
         .max_len = 256 * 1024,
         .unaligned = unaligned,
@@ -189,7 +189,7 @@ static void stress_and_verify(struct blockdev *bd, uint64_t size,
 static void raw_case(const char *engine, enum blk_cache cache)
 {
     setenv("KVMPC_AIO", engine, 1);
-    char p[128];
+    char p[256];
     snprintf(p, sizeof(p), "%s/raw-%s-%d.img", dir, engine, cache);
     uint64_t size = 16 * MiB;
     make_file(p, size, 3);
@@ -231,7 +231,7 @@ static void check_clean(const char *img)
 
 static void compare_with(const char *img, const struct tu_model *m)
 {
-    char ref[160];
+    char ref[300];
     snprintf(ref, sizeof(ref), "%s.expected", img);
     tu_model_save(m, ref);
     assert_int_equal(tu_sh("'%s' compare -q -f qcow2 -F raw '%s' '%s'",
@@ -244,7 +244,7 @@ static void qcow2_case(const char *engine, const char *opts, bool backing,
                        enum blk_cache cache, uint64_t seed)
 {
     setenv("KVMPC_AIO", engine, 1);
-    char p[160], b[160];
+    char p[256], b[256];
     uint64_t size = 32 * MiB;
     snprintf(p, sizeof(p), "%s/k-%llu.qcow2", dir, (unsigned long long)seed);
     snprintf(b, sizeof(b), "%s/k-%llu.base", dir, (unsigned long long)seed);
@@ -297,7 +297,7 @@ static void test_qcow2_created_by_kvmpc(void **state)
  * the table grow (and move) several times. */
 static void test_qcow2_refcount_table_growth(void **state)
 {
-    char p[160];
+    char p[256];
     snprintf(p, sizeof(p), "%s/grow.qcow2", dir);
     char *argv[] = {"img", "create", "-f", "qcow2", "-o",
                     "cluster_size=512,refcount_bits=64", p, "64M", NULL};
@@ -324,7 +324,7 @@ static void test_qcow2_refcount_table_growth(void **state)
 
 static void test_img_usage_errors(void **state)
 {
-    char p[160];
+    char p[256];
     snprintf(p, sizeof(p), "%s/u.qcow2", dir);
     char *a1[] = {"img", NULL};
     assert_int_equal(img_main(1, a1), 1);

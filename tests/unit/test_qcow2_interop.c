@@ -25,7 +25,7 @@
 
 #define MiB (1ull << 20)
 
-static char dir[64];
+static char dir[128];
 
 static int setup(void **state)
 {
@@ -89,7 +89,7 @@ static void run_case(const struct icase *c)
     if (c->expect)
         sh("%s", c->expect);
     sh("$QI convert -O raw t.qcow2 before.raw");
-    char img[128], before[128], after[128];
+    char img[256], before[256], after[256];
     path_of(img, sizeof(img), "t.qcow2");
     path_of(before, sizeof(before), "before.raw");
     path_of(after, sizeof(after), "after.raw");
@@ -105,7 +105,7 @@ static void run_case(const struct icase *c)
     assert_int_equal(blk_size(bd), c->size);
     tu_model_verify(&m, bd);
     struct tu_stress s = {
-        .requests = c->requests ? c->requests : 1500,
+        .requests = c->requests ? c->requests : 1000,
         .depth = 32,
         .max_len = 192 * 1024,
         .unaligned = true,
@@ -198,9 +198,12 @@ static void test_backing_chain_relative(void **state)
        "-c 'write -P 0x66 15M 1M' t.qcow2");
     /* Opened by a relative name from elsewhere, none of the names would
      * resolve against the working directory. */
-    char cwd[256], rel[128];
+    char cwd[256], rel[256];
     assert_non_null(getcwd(cwd, sizeof(cwd)));
-    assert_int_equal(chdir("/tmp"), 0);
+    char parent[128];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    *strrchr(parent, '/') = '\0';
+    assert_int_equal(chdir(parent), 0);
     snprintf(rel, sizeof(rel), "%s/t.qcow2", strrchr(dir, '/') + 1);
     struct blockdev *bd = tu_open(rel, BLK_FORMAT_AUTO, true);
     uint8_t b[4];
@@ -314,7 +317,7 @@ static void test_preallocated(void **state)
 /* Images kvmpc makes are images QEMU accepts, and the other way round. */
 static void test_img_tools_interop(void **state)
 {
-    char p[128], b[128];
+    char p[256], b[256];
     path_of(p, sizeof(p), "k.qcow2");
     path_of(b, sizeof(b), "kb.raw");
     sh("head -c 3M /dev/urandom > kb.raw");
@@ -325,7 +328,7 @@ static void test_img_tools_interop(void **state)
        "MiB' && $QI compare -q k.qcow2 kb.raw");
     sh("$QI create -q -f qcow2 q.qcow2 1G && $QIO -f qcow2 -c 'write 0 1M' "
        "q.qcow2");
-    char q[128];
+    char q[256];
     path_of(q, sizeof(q), "q.qcow2");
     char *argv2[] = {"img", "check", q, NULL};
     assert_int_equal(img_main(3, argv2), 0);
