@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "boot/firmware.h"
+#include "block/img.h"
 #include "boot/kernel.h"
 #include "cli/vm_config.h"
 #include "config.h"
@@ -30,7 +31,7 @@ static void print_usage(void)
            "\n"
            "Commands:\n"
            "  run       boot a VM (kvmpc run --help)\n"
-           "  img       create and check disk images (kvmpc img --help)\n"
+           "  img       create, check and inspect disk images (kvmpc img --help)\n"
            "\n"
            "  -h, --help       this help\n"
            "  -V, --version    print the version\n");
@@ -265,6 +266,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "img"))
+        return img_main(argc - 1, argv + 1);
     report_error("unknown command '%s' (see kvmpc --help)", cmd);
     return EXIT_ERROR;
 }

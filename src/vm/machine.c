@@ -701,7 +701,8 @@ static void map_coalesced_ring(struct vm *vm)
     int page_off = kvm_check(vm->kvm_fd, KVM_CAP_COALESCED_MMIO);
     long page = sysconf(_SC_PAGESIZE);
     if (page_off > 0 && (size_t)(page_off + 1) * (size_t)page <= vm->run_size)
-        vm->coalesced = (struct kvm_coalesced_mmio_ring *)(
+        /* page-aligned: the cast is safe */
+        vm->coalesced = (struct kvm_coalesced_mmio_ring *)(void *)(
             (uint8_t *)vm->vcpus[0].run + (size_t)page_off * (size_t)page);
 }
 

@@ -138,7 +138,7 @@ static uint8_t *make_pvh(size_t *len, uint32_t entry)
 {
     size_t sz = 0x3000;
     uint8_t *d = calloc(1, sz);
-    Elf64_Ehdr *eh = (Elf64_Ehdr *)d;
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)(void *)d;
     memcpy(eh->e_ident, ELFMAG, SELFMAG);
     eh->e_ident[EI_CLASS] = ELFCLASS64;
     eh->e_ident[EI_DATA] = ELFDATA2LSB;
@@ -146,7 +146,7 @@ static uint8_t *make_pvh(size_t *len, uint32_t entry)
     eh->e_phoff = sizeof(*eh);
     eh->e_phentsize = sizeof(Elf64_Phdr);
     eh->e_phnum = 2;
-    Elf64_Phdr *ph = (Elf64_Phdr *)(d + sizeof(*eh));
+    Elf64_Phdr *ph = (Elf64_Phdr *)(void *)(d + sizeof(*eh));
     ph[0] = (Elf64_Phdr){.p_type = PT_LOAD, .p_offset = 0x1000,
                          .p_paddr = 0x200000, .p_filesz = 0x1000,
                          .p_memsz = 0x3000};
@@ -221,7 +221,7 @@ static void test_pvh_refusals(void **state)
     assert_int_equal(kernel_probe("t", img, len, &k), -1);
     put_le32(img + 0x2000 + 8, 18);
     /* segment beyond the file */
-    Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(Elf64_Ehdr));
+    Elf64_Phdr *ph = (Elf64_Phdr *)(void *)(img + sizeof(Elf64_Ehdr));
     ph[0].p_filesz = 0x10000;
     assert_int_equal(kernel_probe("t", img, len, &k), -1);
     ph[0].p_filesz = 0x1000;
