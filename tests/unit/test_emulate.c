@@ -510,7 +510,7 @@ static void *host_adder(void *arg)
 
 static void test_cmpxchg16b_is_atomic(void **state)
 {
-    struct racer r = {.p = (volatile uint64_t *)(ram + DATA)};
+    struct racer r = {.p = (volatile uint64_t *)(void *)(ram + DATA)};
     pthread_t t;
     set_pair(DATA, 0, 0);
     memcpy(ram + CODE, "\xf0\x48\x0f\xc7\x0f", 5);
