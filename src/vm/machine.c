@@ -87,6 +87,10 @@ static int create_kvm_vm(struct vm *vm)
         report_error("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
         return -1;
     }
+    /* Emulation failures come to userspace with the instruction bytes and
+     * nothing queued, at every CPL; without the capability they still
+     * come at CPL 0. */
+    emu_kvm_enable(vm->vm_fd);
     if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
         report_error("KVM_CREATE_IRQCHIP: %s", strerror(errno));
         return -1;
@@ -883,5 +887,6 @@ void vm_print_stats(struct vm *vm, uint64_t t0_ns)
     fprintf(stderr, "  %-16s %llu\n  unclaimed pio %llu, mmio %llu\n", "total",
             (unsigned long long)all, (unsigned long long)pio_un,
             (unsigned long long)mmio_un);
+    emu_stats_print(&vm->emu_stats, stderr);
     print_resource_stats(vm, t0_ns);
 }

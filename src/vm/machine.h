@@ -107,6 +107,7 @@ struct vm {
 
     struct vcpu *vcpus;
     unsigned ncpus;
+    struct emu_stats emu_stats; /* instructions completed in userspace */
 
     /* KVM's coalesced-write ring (debug port output), shared by vCPUs */
     struct kvm_coalesced_mmio_ring *coalesced;

@@ -82,7 +82,7 @@ int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v)
         report_error("KVM_SET_CPUID2: %s", strerror(errno));
         return -1;
     }
-    return 0;
+    return emu_kvm_init(&v->emu, vm->vm_fd, v->fd);
 }
 
 static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)
@@ -282,14 +282,26 @@ static void fatal_exit(struct vcpu *v, enum vm_stop_reason why,
     vm_request_stop(v->vm, why);
 }
 
-static void handle_internal_error(struct vcpu *v)
+/* Returns false when the loop must end. */
+static bool handle_internal_error(struct vcpu *v)
 {
     struct kvm_run *run = v->run;
+    if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
+        char diag[320];
+        enum emu_result r =
+            emu_handle_failure(&emu_kvm_ops, &v->emu, &v->vm->mem, run,
+                               &v->vm->emu_stats, diag, sizeof(diag));
+        if (r == EMU_DONE || r == EMU_FAULT)
+            return true;
+        fatal_exit(v, VM_STOP_INTERNAL_ERROR, "%s", diag);
+        return false;
+    }
     const char *what = run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
                            ? "instruction emulation failed"
                            : "KVM internal error";
     fatal_exit(v, VM_STOP_INTERNAL_ERROR, "%s (suberror %u)", what,
                run->internal.suberror);
+    return false;
 }
 
 /* Returns false when the loop must end. */
@@ -321,8 +333,7 @@ static bool handle_exit(struct vcpu *v)
         handle_system_event(v);
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
-        handle_internal_error(v);
-        return false;
+        return handle_internal_error(v);
     case KVM_EXIT_FAIL_ENTRY:
         fatal_exit(v, VM_STOP_INTERNAL_ERROR,
                    "VM entry failed (hardware reason 0x%llx)",
@@ -393,6 +404,7 @@ void vcpu_join(struct vcpu *v)
 
 void vcpu_destroy(struct vcpu *v)
 {
+    emu_kvm_fini(&v->emu);
     if (v->run)
         munmap(v->run, v->run_size);
     if (v->fd >= 0)

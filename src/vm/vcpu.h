@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vm/emulate.h"
+
 #define VCPU_EXIT_REASONS 64
 
 struct vm;
@@ -26,6 +28,7 @@ struct vcpu {
     pthread_t thread;
     bool started;
     struct vcpu_stats stats;
+    struct emu_kvm_vcpu emu; /* completes what KVM cannot emulate */
 };
 
 int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v);

@@ -120,10 +120,48 @@ def virtio_blk_seeds():
     return seeds
 
 
+def emulate_seed(mode, insn, rdi=0x20000):
+    """fuzz_emulate input: mode, mode bits, GPRs, RIP, RFLAGS, XCR0 and
+    XSTATE_BV choices, the exit's instruction bytes, then guest memory:
+    4-level tables at 0x1000 identity-mapping 2 MiB, code at 0x10000."""
+    head = bytes([mode]) + struct.pack('<I', 0)
+    for i in range(16):
+        value = rdi if i == 7 else 0x8000 if i == 4 else 0
+        head += b'\x01' + struct.pack('<Q', value)
+    head += struct.pack('<I', 0x10000)[:3] + struct.pack('<H', 0)
+    head += bytes([0xE7, 0x7, len(insn)]) + insn
+    ram = Ram(0x40000)
+    ram.put(0x1000, struct.pack('<Q', 0x2003))
+    ram.put(0x2000, struct.pack('<Q', 0x3003))
+    ram.put(0x3000, struct.pack('<Q', 0x83))
+    ram.put(0x10000, insn)
+    return head + bytes(ram.b)
+
+
+def emulate_seeds():
+    insns = {
+        'vmovdqu': bytes.fromhex('c5fa6f07'),
+        'vmovdqu64-disp8': bytes.fromhex('62f1fe487f4701'),
+        'xsave64': bytes.fromhex('480fae27'),
+        'xrstor64': bytes.fromhex('480fae2f'),
+        'xsavec64': bytes.fromhex('480fc727'),
+        'cmpxchg16b': bytes.fromhex('f0480fc70f'),
+        'int3': bytes.fromhex('cc'),
+        'popcnt': bytes.fromhex('f3480fb807'),
+        'crc32': bytes.fromhex('f2480f38f107'),
+    }
+    seeds = {}
+    for name, insn in insns.items():
+        seeds['long-' + name] = emulate_seed(4, insn)
+        seeds['compat-' + name] = emulate_seed(6, insn)
+    return seeds
+
+
 def main():
     out = sys.argv[1]
     for harness, seeds in (('fuzz_virtqueue', virtqueue_seeds()),
-                           ('fuzz_virtio_blk', virtio_blk_seeds())):
+                           ('fuzz_virtio_blk', virtio_blk_seeds()),
+                           ('fuzz_emulate', emulate_seeds())):
         d = os.path.join(out, harness)
         os.makedirs(d, exist_ok=True)
         for name, blob in seeds.items():

@@ -299,6 +299,7 @@ void test_poweroff(const struct acpi_info *ai);
 void test_reset(const struct acpi_info *ai);
 void test_bootinfo(const struct acpi_info *ai);
 void test_vblk(const struct acpi_info *ai);
+void test_emulate(const struct acpi_info *ai);
 
 /* Power-off through PM1a/b_CNT with SLP_TYP from \_S5 (and SLP_EN). */
 void acpi_poweroff(const struct acpi_info *ai);

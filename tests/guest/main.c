@@ -38,6 +38,7 @@ static const struct kit_test tests[] = {
     {"ioapic", test_ioapic},
     {"poweroff", test_poweroff},
     {"vblk", test_vblk},
+    {"emulate", test_emulate},
     {"reset", test_reset}, /* last: it does not come back */
 };
 
