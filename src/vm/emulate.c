@@ -427,6 +427,9 @@ static void set_exception(struct emu *e, struct kvm_vcpu_events *ev)
 static enum emu_result store_state(struct emu *e, enum emu_result r)
 {
     struct kvm_vcpu_events ev;
+    if (e->sregs_changed && r == EMU_DONE &&
+        e->ops->set_sregs(e->vcpu, &e->sregs) != 0)
+        return vcpu_error(e, "KVM_SET_SREGS");
     if (e->regs_changed && r == EMU_DONE &&
         e->ops->set_regs(e->vcpu, &e->regs) != 0)
         return vcpu_error(e, "KVM_SET_REGS");

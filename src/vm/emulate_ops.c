@@ -400,6 +400,8 @@ enum emu_result emu_complete(struct emu *e)
     case X86_OP_WBINVD:
     case X86_OP_INVD:
         return do_cache_flush(e);
+    case X86_OP_IRET:
+        return emu_iret(e);
     default:
         if (x86_native_ok(&e->insn))
             return emu_vector(e);

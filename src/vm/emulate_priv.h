@@ -71,6 +71,7 @@ struct emu {
     uint8_t raw[X86_MAX_INSN_LEN];
     unsigned raw_len;
     bool regs_changed;
+    bool sregs_changed; /* segment state written back too (iret) */
     enum x86_op stat_op; /* the counter this exit goes to */
     unsigned extra_done; /* more instructions completed in the same exit */
     struct exception exc;
@@ -129,6 +130,7 @@ bool emu_peek_next(struct emu *e);
 /* The completions. */
 enum emu_result emu_complete(struct emu *e);
 enum emu_result emu_xsave_family(struct emu *e);
+enum emu_result emu_iret(struct emu *e);
 enum emu_result emu_vector(struct emu *e);
 
 #endif

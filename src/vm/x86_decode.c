@@ -222,6 +222,7 @@ static const char *const op_names[X86_OP_COUNT] = {
     [X86_OP_WRGSBASE] = "wrgsbase", [X86_OP_SERIALIZE] = "serialize",
     [X86_OP_INVPCID] = "invpcid", [X86_OP_FWAIT] = "fwait",
     [X86_OP_LDMXCSR] = "ldmxcsr", [X86_OP_STMXCSR] = "stmxcsr",
+    [X86_OP_IRET] = "iret",
     [X86_OP_NATIVE] = "vector",
     [X86_OP_WBINVD] = "wbinvd", [X86_OP_INVD] = "invd",
 };
@@ -633,6 +634,7 @@ static void identify(struct x86_insn *in)
         case 0xF1: in->op = X86_OP_INT1; break;
         case 0xCE: in->op = X86_OP_INTO; break;
         case 0xCD: in->op = X86_OP_INT; break;
+        case 0xCF: in->op = X86_OP_IRET; break;
         case 0x9B: in->op = X86_OP_FWAIT; break;
         default: break;
         }

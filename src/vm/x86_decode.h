@@ -77,6 +77,7 @@ enum x86_op {
     X86_OP_NATIVE, /* not decoded: vector instructions run on the host */
     X86_OP_WBINVD,
     X86_OP_INVD,
+    X86_OP_IRET,
     X86_OP_COUNT,
 };
 

@@ -1171,6 +1171,98 @@ static void test_stats_print(void **state)
     free(buf);
 }
 
+
+/* ---- iret (protected mode) ---------------------------------------------- */
+
+#define GDT 0x8000ull
+#define STACK 0x9000ull
+
+/* GDT: 0x08 ring-0 code, 0x10 ring-0 data, 0x1B ring-3 code, 0x23 ring-3
+ * data, 0x28 a ring-0 data segment used as a bad code selector. */
+static void iret_gdt(void)
+{
+    uint64_t gdt[] = {0, 0x00CF9B000000FFFFull, 0x00CF93000000FFFFull,
+                      0x00CFFB000000FFFFull, 0x00CFF3000000FFFFull,
+                      0x00CF93000000FFFFull};
+    memcpy(ram + GDT, gdt, sizeof(gdt));
+    cpu.sregs.gdt.base = GDT;
+    cpu.sregs.gdt.limit = sizeof(gdt) - 1;
+}
+
+static void push_frame(const uint32_t *words, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        put_le32(ram + STACK + 4 * i, words[i]);
+    cpu.regs.rsp = STACK;
+}
+
+static void test_iret_same_privilege(void **state)
+{
+    prot32_mode();
+    iret_gdt();
+    cpu.regs.rip = CODE;
+    cpu.regs.rflags = 0x2;
+    uint32_t frame[] = {0x1234, 0x08, 0x246};
+    push_frame(frame, 3);
+    assert_int_equal(run("cf"), EMU_DONE);
+    assert_no_exception();
+    assert_int_equal(cpu.regs.rip, 0x1234);
+    assert_int_equal(cpu.regs.rsp, STACK + 12);
+    assert_int_equal(cpu.regs.rflags, 0x246);
+    assert_int_equal(cpu.sregs.cs.selector, 0x08);
+    assert_int_equal(cpu.sregs.cs.db, 1);
+    assert_int_equal(cpu.sregs.cs.limit, 0xFFFFFFFF);
+    assert_int_equal(stats.completed[X86_OP_IRET], 1);
+}
+
+static void test_iret_to_ring3(void **state)
+{
+    prot32_mode();
+    iret_gdt();
+    cpu.regs.rip = CODE;
+    cpu.regs.rflags = 0x2;
+    uint32_t frame[] = {0x400000, 0x1B, 0x3202, 0x7FF0, 0x23};
+    push_frame(frame, 5);
+    assert_int_equal(run("cf"), EMU_DONE);
+    assert_no_exception();
+    assert_int_equal(cpu.regs.rip, 0x400000);
+    assert_int_equal(cpu.regs.rsp, 0x7FF0);
+    assert_int_equal(cpu.sregs.cs.dpl, 3);
+    assert_int_equal(cpu.sregs.ss.selector, 0x23);
+    assert_int_equal(cpu.sregs.ss.dpl, 3);
+    /* IOPL 3 and IF loaded at CPL 0 */
+    assert_int_equal(cpu.regs.rflags, 0x3202);
+    /* ring-0 data segments are not usable at CPL 3 */
+    assert_int_equal(cpu.sregs.ds.selector, 0);
+}
+
+static void test_iret_bad_selectors_fault(void **state)
+{
+    prot32_mode();
+    iret_gdt();
+    cpu.regs.rip = CODE;
+    uint32_t frame[] = {0x1234, 0x28, 0x2}; /* a data segment as CS */
+    push_frame(frame, 3);
+    assert_int_equal(run("cf"), EMU_FAULT);
+    assert_exception(13, true, 0x28);
+    assert_int_equal(cpu.regs.rip, CODE);
+    cpu.events.exception.injected = 0;
+    frame[1] = 0x40; /* beyond the GDT limit */
+    push_frame(frame, 3);
+    assert_int_equal(run("cf"), EMU_FAULT);
+    assert_exception(13, true, 0x40);
+    cpu.events.exception.injected = 0;
+    uint32_t to_ring3[] = {0x1234, 0x1B, 0x2, 0x7FF0, 0x10}; /* SS DPL 0 */
+    push_frame(to_ring3, 5);
+    assert_int_equal(run("cf"), EMU_FAULT);
+    assert_exception(13, true, 0x10);
+    cpu.events.exception.injected = 0;
+    /* nested-task returns are left to a diagnostic */
+    cpu.regs.rflags |= 1u << 14;
+    push_frame(frame, 3);
+    assert_int_equal(run("cf"), EMU_UNSUPPORTED);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup(name, setup)
@@ -1198,6 +1290,9 @@ int main(void)
         T(test_fsgsbase),
         T(test_ldmxcsr_stmxcsr),
         T(test_fwait),
+        T(test_iret_same_privilege),
+        T(test_iret_to_ring3),
+        T(test_iret_bad_selectors_fault),
         T(test_native_vector_load_store),
         T(test_native_legacy_sse),
         T(test_native_gpr_and_flags),
