@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+import stagetimes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MiB = 1 << 20
 GiB = 1 << 30
@@ -93,6 +95,11 @@ def main():
     missing = [p for p in pats if not re.search(p, text)]
     print('kvmpc %s entry, %d CPUs: %.1f s, exit %s' %
           (a.entry, a.cpus, secs, rc))
+    stagetimes.record('Debian kernel, %s entry, %d CPUs (kvmpc)' %
+                      (a.entry, a.cpus),
+                      {'early-boot': round(secs, 1)} if not missing else {},
+                      secs, 'evidence complete' if not missing
+                      else 'evidence missing')
     for line in text.splitlines():
         if any(re.search(p, line) for p in pats):
             print('  kvmpc| ' + line.strip())

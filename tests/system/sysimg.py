@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 
+import stagetimes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 IMAGES = os.path.join(HERE, 'images')
 
@@ -140,12 +142,15 @@ class Result:
         self.workdir = ''
 
     def report(self, vmm_name, title):
-        """Prints the stage times, one line each, and the outcome."""
+        """Prints the stage times, one line each, and the outcome; also
+        records them for the suite's table (stagetimes.py)."""
         print('%s on %s:' % (title, vmm_name))
         for name, secs in self.stages.items():
             print('  %-11s %s' % (name, 'not seen' if secs is None
                                   else '%7.1f s' % secs))
         print('  %-11s %7.1f s, %s' % ('end', self.seconds, self.outcome()))
+        stagetimes.record('%s (%s)' % (title, vmm_name), self.stages,
+                          self.seconds, self.outcome())
 
     def outcome(self):
         if self.timed_out:
