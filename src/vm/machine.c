@@ -20,6 +20,7 @@
 #include "platform/table_loader.h"
 #include "util.h"
 #include "vm/cpuid.h"
+#include "vm/pvm_quirks.h"
 
 /* ---- KVM ------------------------------------------------------------ */
 
@@ -91,6 +92,10 @@ static int create_kvm_vm(struct vm *vm)
      * nothing queued, at every CPL; without the capability they still
      * come at CPL 0. */
     emu_kvm_enable(vm->vm_fd);
+    /* Guest user mode there needs help with SYSCALL; without it (warned)
+     * everything but system calls still works. */
+    if (vm->host_is_pvm)
+        (void)pvm_quirks_vm_init(vm->vm_fd);
     if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
         report_error("KVM_CREATE_IRQCHIP: %s", strerror(errno));
         return -1;
@@ -813,7 +818,8 @@ static const char *exit_reason_name(unsigned r)
         [KVM_EXIT_HLT] = "hlt", [KVM_EXIT_MMIO] = "mmio",
         [KVM_EXIT_SHUTDOWN] = "shutdown", [KVM_EXIT_FAIL_ENTRY] = "fail_entry",
         [KVM_EXIT_INTR] = "intr", [KVM_EXIT_INTERNAL_ERROR] = "internal_error",
-        [KVM_EXIT_SYSTEM_EVENT] = "system_event",
+        [KVM_EXIT_SYSTEM_EVENT] = "system_event", [KVM_EXIT_DEBUG] = "debug",
+        [KVM_EXIT_X86_RDMSR] = "rdmsr", [KVM_EXIT_X86_WRMSR] = "wrmsr",
     };
     return r < ARRAY_SIZE(names) && names[r] ? names[r] : NULL;
 }
@@ -863,6 +869,24 @@ static void print_resource_stats(struct vm *vm, uint64_t t0_ns)
             (unsigned long long)((rss > guest ? rss - guest : 0) / 1024));
 }
 
+static void print_pvm_stats(struct vm *vm)
+{
+    struct pvm_quirks sum = {0};
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        const struct pvm_quirks *q = &vm->vcpus[i].pvm;
+        sum.syscalls += q->syscalls;
+        sum.sysenters += q->sysenters;
+        sum.ints += q->ints;
+        sum.stepped += q->stepped;
+    }
+    fprintf(stderr, "kvmpc: PVM work-arounds: entries from user mode "
+                    "completed: syscall %llu, sysenter %llu, int %llu; "
+                    "other #PF/#UD stepped over %llu\n",
+            (unsigned long long)sum.syscalls,
+            (unsigned long long)sum.sysenters, (unsigned long long)sum.ints,
+            (unsigned long long)sum.stepped);
+}
+
 void vm_print_stats(struct vm *vm, uint64_t t0_ns)
 {
     uint64_t total[VCPU_EXIT_REASONS] = {0}, all = 0, pio_un = 0, mmio_un = 0;
@@ -888,5 +912,7 @@ void vm_print_stats(struct vm *vm, uint64_t t0_ns)
             (unsigned long long)all, (unsigned long long)pio_un,
             (unsigned long long)mmio_un);
     emu_stats_print(&vm->emu_stats, stderr);
+    if (vm->host_is_pvm)
+        print_pvm_stats(vm);
     print_resource_stats(vm, t0_ns);
 }

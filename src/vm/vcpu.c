@@ -304,6 +304,21 @@ static bool handle_internal_error(struct vcpu *v)
     return false;
 }
 
+/* Exits that only the PVM work-arounds ask for. */
+static bool handle_pvm_quirk(struct vcpu *v)
+{
+    char diag[200];
+    if (!v->vm->host_is_pvm) {
+        fatal_exit(v, VM_STOP_INTERNAL_ERROR, "unexpected KVM exit %u",
+                   v->run->exit_reason);
+        return false;
+    }
+    if (pvm_quirks_handle_exit(v, diag, sizeof(diag)))
+        return true;
+    fatal_exit(v, VM_STOP_INTERNAL_ERROR, "%s", diag);
+    return false;
+}
+
 /* Returns false when the loop must end. */
 static bool handle_exit(struct vcpu *v)
 {
@@ -334,6 +349,10 @@ static bool handle_exit(struct vcpu *v)
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
         return handle_internal_error(v);
+    case KVM_EXIT_DEBUG:
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+        return handle_pvm_quirk(v);
     case KVM_EXIT_FAIL_ENTRY:
         fatal_exit(v, VM_STOP_INTERNAL_ERROR,
                    "VM entry failed (hardware reason 0x%llx)",

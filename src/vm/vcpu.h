@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "vm/emulate.h"
+#include "vm/pvm_quirks.h"
 
 #define VCPU_EXIT_REASONS 64
 
@@ -29,6 +30,7 @@ struct vcpu {
     bool started;
     struct vcpu_stats stats;
     struct emu_kvm_vcpu emu; /* completes what KVM cannot emulate */
+    struct pvm_quirks pvm;   /* PVM hosts only */
 };
 
 int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v);

@@ -6,7 +6,7 @@ struct idt_gate {
     uint16_t off_lo;
     uint16_t sel;
     uint8_t ist;
-    uint8_t type; /* P | DPL 0 | 64-bit interrupt gate */
+    uint8_t type; /* P | DPL | 64-bit interrupt gate */
     uint16_t off_mid;
     uint32_t off_hi;
     uint32_t zero;
@@ -38,6 +38,11 @@ void idt_init(void)
 void idt_set_handler(unsigned vector, irq_handler_t h)
 {
     handlers[vector & 0xFF] = h;
+}
+
+void idt_set_gate_dpl(unsigned vector, unsigned dpl)
+{
+    idt[vector & 0xFF].type = (uint8_t)(0x8E | (dpl & 3) << 5);
 }
 
 void isr_dispatch(struct irq_frame *f)

@@ -178,6 +178,8 @@ typedef void (*irq_handler_t)(struct irq_frame *f);
 void cpu_load_gdt(void); /* our GDT, CS/DS reloaded */
 void idt_init(void);
 void idt_set_handler(unsigned vector, irq_handler_t h);
+/* Who may use the gate with INT n: DPL 0 (the default) or 3. */
+void idt_set_gate_dpl(unsigned vector, unsigned dpl);
 void isr_dispatch(struct irq_frame *f);
 /* 256 entry stubs of ISR_STUB_SIZE bytes each (cpu.S). */
 #define ISR_STUB_SIZE 16
@@ -300,6 +302,7 @@ void test_reset(const struct acpi_info *ai);
 void test_bootinfo(const struct acpi_info *ai);
 void test_vblk(const struct acpi_info *ai);
 void test_emulate(const struct acpi_info *ai);
+void test_usermode(const struct acpi_info *ai);
 
 /* Power-off through PM1a/b_CNT with SLP_TYP from \_S5 (and SLP_EN). */
 void acpi_poweroff(const struct acpi_info *ai);

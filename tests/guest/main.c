@@ -39,6 +39,7 @@ static const struct kit_test tests[] = {
     {"poweroff", test_poweroff},
     {"vblk", test_vblk},
     {"emulate", test_emulate},
+    {"usermode", test_usermode},
     {"reset", test_reset}, /* last: it does not come back */
 };
 
