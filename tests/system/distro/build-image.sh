@@ -24,8 +24,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${KVMPC_CACHE:-/var/cache/kvmpc}/distro
 suite=bookworm
 variant=minbase
-packages=(linux-image-amd64 initramfs-tools grub-pc systemd-sysv udev
-          e2fsprogs util-linux kmod)
+# mmdebstrap installs no Recommends; an installed system has those of
+# initramfs-tools (zstd: the initrd's compression; busybox: its shell).
+packages=(linux-image-amd64 initramfs-tools zstd busybox grub-pc systemd-sysv
+          udev e2fsprogs util-linux kmod)
 disk_mib=2048
 part_start=2048                 # sectors: the partition starts at 1 MiB
 host=kvmpc-distro

@@ -44,6 +44,11 @@ PROMPT = re.compile(rb'root@[\w.-]+:[^\r\n]*# ')
 # Warnings and errors about the platform the guest must not report.
 PLATFORM_WORDS = re.compile(r'pci|acpi|apic|ioapic|firmware bug|bios bug',
                             re.I)
+# Lines of a stack or register dump (a soft lockup report, say) name
+# functions and registers, not the platform's problems.
+DUMP_LINE = re.compile(r'\w\+0x[0-9a-f]+/0x[0-9a-f]+|\] (RIP|Code|RSP|RAX|RDX|'
+                       r'RBP|R10|R13|FS|CS|CR2|DR0|DR3|Workqueue|'
+                       r'Hardware name|Modules linked in|CPU: \d+ PID):? ')
 # ... except these, which a PC with an i440FX host bridge gives by design.
 PLATFORM_EXPECTED = [
     # No PCI Express: no MCFG table, no extended configuration space.
@@ -412,6 +417,7 @@ def check_session(g, a, results):
     if rc != 0:
         problems.append('dmesg failed (status %d)' % rc)
     platform = [l for l in dmesg.splitlines() if PLATFORM_WORDS.search(l)
+                and not DUMP_LINE.search(l)
                 and not any(e.search(l) for e in PLATFORM_EXPECTED)]
     results.append(('PCI/ACPI/APIC warnings and errors (less those an '
                     'i440FX PC gives by design)',
