@@ -235,6 +235,82 @@ static enum emu_result do_popcnt(struct emu *e)
     return emu_advance(e);
 }
 
+/* The descriptor a selector names, for LAR/LSL: false (ZF clear) when
+ * the selector is null or beyond its table. The table is read as the CPU
+ * reads it, with supervisor rights. */
+static enum emu_result read_descriptor_checked(struct emu *e, uint16_t sel,
+                                               uint64_t *desc, bool *found)
+{
+    const struct kvm_dtable *gdt = &e->sregs.gdt;
+    const struct kvm_segment *ldt = &e->sregs.ldt;
+    bool local = sel & 4;
+    uint64_t base = local ? ldt->base : gdt->base;
+    uint64_t limit = local ? ldt->limit : gdt->limit;
+    uint64_t off = sel & ~7u;
+    *found = false;
+    if ((!local && off == 0) || (local && (ldt->unusable || !ldt->present)) ||
+        off + 7 > limit)
+        return EMU_DONE;
+    if (!(e->sregs.efer & (1ull << 10))) /* EFER.LMA: 64-bit table bases */
+        base &= 0xFFFFFFFFull;
+    uint8_t cpl = e->mmu.cpl;
+    e->mmu.cpl = 0;
+    enum emu_result r = emu_read_linear(e, base + off, desc, 8, GP_READ);
+    e->mmu.cpl = cpl;
+    *found = r == EMU_DONE;
+    return r;
+}
+
+/* Whether LAR/LSL may report this descriptor at this CPL and RPL. */
+static bool lar_lsl_visible(const struct emu *e, uint64_t d, uint16_t sel,
+                            bool lsl)
+{
+    unsigned type = (unsigned)(d >> 40) & 0xF, dpl = (unsigned)(d >> 45) & 3;
+    bool long_mode = e->sregs.efer & (1ull << 10);
+    if (!((d >> 44) & 1)) { /* system descriptors: LDT and TSS; LAR gates */
+        static const uint16_t legacy_lsl = 0x0A0E, legacy_lar = 0x1A3E;
+        uint16_t ok = long_mode ? (lsl ? 0x0A04 : 0x1A04)
+                      : lsl ? legacy_lsl : legacy_lar;
+        if (!((ok >> type) & 1))
+            return false;
+    } else if ((type & 0xC) == 0xC) { /* conforming code: no check */
+        return true;
+    }
+    return dpl >= e->mmu.cpl && dpl >= (sel & 3u);
+}
+
+/* LAR/LSL: a segment's access rights or limit, ZF telling whether the
+ * selector was visible. Linux's paranoid entries (NMI, #MC) use LSL to
+ * find the CPU number when RDPID is missing. */
+static enum emu_result do_lar_lsl(struct emu *e)
+{
+    uint64_t sel, d = 0;
+    bool lsl = e->insn.op == X86_OP_LSL, found;
+    if (e->insn.lock || e->mmu.mode == X86_MODE_REAL ||
+        e->mmu.mode == X86_MODE_VM86)
+        return emu_raise_ud(e);
+    enum emu_result r = emu_read_rm(e, 2, &sel);
+    if (r == EMU_DONE)
+        r = read_descriptor_checked(e, (uint16_t)sel, &d, &found);
+    if (r != EMU_DONE)
+        return r;
+    bool ok = found && lar_lsl_visible(e, d, (uint16_t)sel, lsl);
+    if (ok) {
+        uint64_t v;
+        if (lsl) {
+            v = (d & 0xFFFF) | ((d >> 32) & 0xF0000);
+            if ((d >> 55) & 1)
+                v = (v << 12) | 0xFFF;
+        } else {
+            v = (d >> 32) & 0x00FFFF00; /* 19:16 undefined: as read */
+        }
+        emu_set_gpr_sized(e, e->insn.reg, e->insn.op_size == 2 ? 2 : 4,
+                          e->insn.op_size == 2 ? v & 0xFFFF : v);
+    }
+    emu_set_flag(e, RFLAGS_ZF, ok);
+    return emu_advance(e);
+}
+
 /* RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE (64-bit mode, CR4.FSGSBASE). */
 static enum emu_result do_fsgsbase(struct emu *e)
 {
@@ -402,6 +478,9 @@ enum emu_result emu_complete(struct emu *e)
         return do_cache_flush(e);
     case X86_OP_IRET:
         return emu_iret(e);
+    case X86_OP_LAR:
+    case X86_OP_LSL:
+        return do_lar_lsl(e);
     default:
         if (x86_native_ok(&e->insn))
             return emu_vector(e);

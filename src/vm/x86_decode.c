@@ -222,7 +222,7 @@ static const char *const op_names[X86_OP_COUNT] = {
     [X86_OP_WRGSBASE] = "wrgsbase", [X86_OP_SERIALIZE] = "serialize",
     [X86_OP_INVPCID] = "invpcid", [X86_OP_FWAIT] = "fwait",
     [X86_OP_LDMXCSR] = "ldmxcsr", [X86_OP_STMXCSR] = "stmxcsr",
-    [X86_OP_IRET] = "iret",
+    [X86_OP_IRET] = "iret", [X86_OP_LAR] = "lar", [X86_OP_LSL] = "lsl",
     [X86_OP_NATIVE] = "vector",
     [X86_OP_WBINVD] = "wbinvd", [X86_OP_INVD] = "invd",
 };
@@ -647,6 +647,8 @@ static void identify(struct x86_insn *in)
         return;
     switch (in->opcode) {
     case 0x01: identify_0f01(in); break;
+    case 0x02: in->op = X86_OP_LAR; break;
+    case 0x03: in->op = X86_OP_LSL; break;
     case 0xB8:
         if (in->simd_prefix == 0xF3)
             in->op = X86_OP_POPCNT;

@@ -78,6 +78,8 @@ enum x86_op {
     X86_OP_WBINVD,
     X86_OP_INVD,
     X86_OP_IRET,
+    X86_OP_LAR,
+    X86_OP_LSL,
     X86_OP_COUNT,
 };
 

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Fetches Debian's stock kernel (package linux-image-amd64) without
 # installing it, unpacks it under the cache and extracts the uncompressed
-# vmlinux (PVH entry). Prints the cache directory holding vmlinuz, vmlinux
-# and config. Cached: later runs are instant.
+# vmlinux (PVH entry) and the virtio modules an initramfs needs to see a
+# virtio-blk disk (Debian builds them as modules). Prints the cache directory
+# holding vmlinuz, vmlinux, config and modules/ (with a file "order": the
+# modules in load order). Cached: later runs are instant.
 set -euo pipefail
 cache=${KVMPC_CACHE:-/var/cache/kvmpc}
 pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
@@ -12,7 +14,10 @@ if [ -z "$pkg" ]; then
     exit 1
 fi
 dir=$cache/$pkg
-if [ ! -s "$dir/vmlinux" ]; then
+# Load order: every module after those it depends on.
+modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
+         virtio_pci virtio_blk)
+if [ ! -s "$dir/vmlinux" ] || [ ! -s "$dir/modules/order" ]; then
     mkdir -p "$dir/deb"
     (cd "$dir/deb" && apt-get download -q "$pkg" >/dev/null 2>&1 ||
         apt-get download "$pkg")
@@ -30,6 +35,14 @@ out = lzma.LZMADecompressor().decompress(data[start:])
 open(sys.argv[2], 'wb').write(out)
 PY
     mv "$dir/vmlinux.tmp" "$dir/vmlinux"
+    rm -rf "$dir/modules" && mkdir -p "$dir/modules"
+    for m in "${modules[@]}"; do
+        ko=$(find "$dir/x/lib/modules" -name "$m.ko" | head -n 1)
+        [ -n "$ko" ] || { echo "debian-kernel: $m.ko not in $pkg" >&2; exit 1; }
+        cp "$ko" "$dir/modules/"
+        echo "$m.ko" >>"$dir/modules/order.tmp"
+    done
+    mv "$dir/modules/order.tmp" "$dir/modules/order"
     rm -rf "$dir/x" "$dir/deb"
 fi
 echo "$dir"

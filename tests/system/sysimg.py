@@ -88,10 +88,14 @@ class Vmm:
         self.accel = accel
         self.name = 'kvmpc' if kvmpc else 'qemu-' + accel
 
-    def command(self, disks, console, cpus, mem, debugcon=None):
+    def command(self, disks, console, cpus, mem, debugcon=None, kernel=None):
+        """kernel: (vmlinux or bzImage, initrd, append) to boot directly."""
         if self.kvmpc:
             cmd = [self.kvmpc, 'run', '--cpus', str(cpus), '--mem', str(mem),
                    '--console', 'file:' + console]
+            if kernel:
+                cmd += ['--kernel', kernel[0], '--initrd', kernel[1],
+                        '--append', kernel[2]]
             for d in disks:
                 cmd += ['--disk', d]
             if debugcon:
@@ -104,6 +108,9 @@ class Vmm:
                '-m', str(mem), '-smp', str(cpus), '-nographic',
                '-serial', 'file:' + console, '-monitor', 'none',
                '-no-reboot', '-trace', 'qemu_system_shutdown_request']
+        if kernel:
+            cmd += ['-kernel', kernel[0], '-initrd', kernel[1],
+                    '-append', kernel[2]]
         for d in disks:
             cmd += ['-drive', 'file=%s,format=raw,if=virtio' % d]
         if debugcon:
@@ -173,11 +180,12 @@ def private_copy(image, workdir):
 
 
 def boot(vmm, images, stages, timeout, cpus=1, mem=512, stop_at=None,
-         stall=None):
+         stall=None, kernel=None):
     """Boots private copies of images; see the module comment.
 
     stop_at: a stage name after which the machine is stopped (for images
     that do not power off by themselves); the status is then None.
+    kernel: (kernel, initrd, append) booted directly instead of firmware.
     stall: seconds without new console output after which the machine is
     stopped as hung (res.stalled; status None).
     """
@@ -186,7 +194,7 @@ def boot(vmm, images, stages, timeout, cpus=1, mem=512, stop_at=None,
     console = os.path.join(res.workdir, 'console.log')
     debugcon = os.path.join(res.workdir, 'debugcon.log')
     disks = [private_copy(i, res.workdir) for i in images]
-    res.command = vmm.command(disks, console, cpus, mem, debugcon)
+    res.command = vmm.command(disks, console, cpus, mem, debugcon, kernel)
     out_path = os.path.join(res.workdir, 'vmm-output.log')
     pending = list(stages)
     res.stages = {name: None for name, _ in stages}
@@ -251,6 +259,39 @@ def summary(log):
         facts.setdefault(m.group(1), []).append(m.group(2).strip())
     return facts
 
+
+VIRTIO_VENDOR = '0x1af4'
+VIRTIO_BLK_DEVICES = ('0x1001', '0x1042')   # transitional, modern
+
+
+def check_machine(c, facts, cpus):
+    """What rootfs-init's summary must say about the machine: the CPUs,
+    one virtio-blk disk on PCI, IO-APIC interrupts, a DMI BIOS date."""
+    def one(key):
+        vals = facts.get(key, [])
+        return vals[0] if len(vals) == 1 else None
+
+    c.expect(one('cpus.nproc') == str(cpus),
+             'nproc says %d CPUs (got %s)' % (cpus, one('cpus.nproc')))
+    c.expect(one('cpus.cpuinfo') == str(cpus),
+             '/proc/cpuinfo lists %d CPUs (got %s)' %
+             (cpus, one('cpus.cpuinfo')))
+    blk = one('block.vda') or ''
+    c.expect(blk.endswith('driver=virtio_blk'),
+             '/sys/block/vda is a virtio_blk disk (%s)' % blk)
+    virtio = [v for k, v in facts.items() if k.startswith('pci.') and
+              v[0].split()[0] in ['%s:%s' % (VIRTIO_VENDOR, d)
+                                  for d in VIRTIO_BLK_DEVICES]]
+    c.expect(len(virtio) == 1, 'one virtio-blk PCI function (%d)' %
+             len(virtio))
+    lines = facts.get('irq.ioapic', [])
+    c.expect(len(lines) >= 1 and one('irq.ioapic_lines') == str(len(lines)),
+             '/proc/interrupts has IO-APIC lines (%d)' % len(lines))
+    c.expect(any(re.search(r'IO-APIC 4-edge ttyS0$', l) for l in lines),
+             'the serial port (ttyS0) interrupts through IO-APIC pin 4')
+    date = one('dmi.bios_date') or ''
+    c.expect(re.fullmatch(r'\d\d/\d\d/\d{4}', date) is not None,
+             'DMI BIOS date (%s)' % date)
 
 def arg_parser(doc):
     """The command line every system test takes."""

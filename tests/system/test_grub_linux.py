@@ -8,47 +8,25 @@ that the power-off ends the VM with status 0.
 
 usage: test_grub_linux.py KVMPC [--cpus N] [--append ARGS] | --qemu [--tcg]
 """
-import re
 import sys
 
 import sysimg
 
-VIRTIO_VENDOR = '0x1af4'
-VIRTIO_BLK_DEVICES = ('0x1001', '0x1042')   # transitional, modern
-
 
 def check_summary(c, facts, cpus):
+    sysimg.check_machine(c, facts, cpus)
+
     def one(key):
         vals = facts.get(key, [])
         return vals[0] if len(vals) == 1 else None
 
-    c.expect(one('cpus.nproc') == str(cpus),
-             'nproc says %d CPUs (got %s)' % (cpus, one('cpus.nproc')))
-    c.expect(one('cpus.cpuinfo') == str(cpus),
-             '/proc/cpuinfo lists %d CPUs (got %s)' %
-             (cpus, one('cpus.cpuinfo')))
-    blk = one('block.vda') or ''
-    c.expect(blk.endswith('driver=virtio_blk'),
-             '/sys/block/vda is a virtio_blk disk (%s)' % blk)
-    virtio = [v for k, v in facts.items() if k.startswith('pci.') and
-              v[0].split()[0] in ['%s:%s' % (VIRTIO_VENDOR, d)
-                                  for d in VIRTIO_BLK_DEVICES]]
-    c.expect(len(virtio) == 1, 'one virtio-blk PCI function (%d)' %
-             len(virtio))
-    lines = facts.get('irq.ioapic', [])
-    c.expect(len(lines) >= 1 and one('irq.ioapic_lines') == str(len(lines)),
-             '/proc/interrupts has IO-APIC lines (%d)' % len(lines))
-    c.expect(any(re.search(r'IO-APIC 4-edge ttyS0$', l) for l in lines),
-             'the serial port (ttyS0) interrupts through IO-APIC pin 4')
-    date = one('dmi.bios_date') or ''
-    c.expect(re.fullmatch(r'\d\d/\d\d/\d{4}', date) is not None,
-             'DMI BIOS date (%s)' % date)
     c.expect(one('root.device') == '/dev/vda1' and
              one('root.fstype') == 'ext4',
              'the root file system is ext4 on /dev/vda1 (%s %s)' %
              (one('root.device'), one('root.fstype')))
     c.expect(one('root.driver') == 'virtio_blk' and
-             (one('root.pci') or '').split()[-1].startswith(VIRTIO_VENDOR),
+             (one('root.pci') or '').split()[-1].startswith(
+                 sysimg.VIRTIO_VENDOR),
              'the root disk is virtio-blk on PCI (%s, %s)' %
              (one('root.driver'), one('root.pci')))
 
@@ -57,7 +35,10 @@ def main():
     ap = sysimg.arg_parser(__doc__)
     ap.add_argument('--cpus', type=int, default=1)
     ap.add_argument('--mem', default='512')
-    ap.add_argument('--stall', type=float, default=300,
+    # With several vCPUs on a host that emulates guest ring 0 (PVM), a
+    # stop_machine() or an RCU grace period can keep the console quiet
+    # for minutes; a real hang stays quiet.
+    ap.add_argument('--stall', type=float, default=900,
                     help='seconds without console output taken as a hang')
     ap.add_argument('--append', default='',
                     help='extra kernel arguments (a disk of its own)')

@@ -783,6 +783,53 @@ static void test_popcnt(void **state)
     assert_int_equal(cpu.regs.rax, 0xFFFF0000FFFF0003ull);
 }
 
+/* LSL/LAR as Linux uses them: a ring-3 data segment whose limit holds
+ * the CPU and node number (GDT entry 15, selector 0x7B). */
+static void test_lsl_lar(void **state)
+{
+    uint64_t gdt[16] = {0, 0x00AF9B000000FFFFull, 0x00CF93000000FFFFull};
+    gdt[15] = 0x0040F50000001003ull; /* limit 0x1003, DPL 3, expand-down */
+    gdt[4] = 0x00CF93000000FFFFull;  /* DPL 0 data: hidden at CPL 3 */
+    memcpy(ram + 0x8000, gdt, sizeof(gdt));
+    cpu.sregs.gdt.base = 0x8000;
+    cpu.sregs.gdt.limit = sizeof(gdt) - 1;
+    cpu.regs.rax = 0x7B;
+    assert_int_equal(run("48 0f 03 c0"), EMU_DONE); /* lsl rax, ax */
+    assert_int_equal(cpu.regs.rax, 0x1003);
+    assert_true(cpu.regs.rflags & 0x40);
+    assert_int_equal(cpu.regs.rip, CODE + 4);
+    assert_no_exception();
+    assert_int_equal(stats.completed[X86_OP_LSL], 1);
+    /* G=1 scales the limit; LAR gives the access rights. */
+    cpu.regs.rip = CODE;
+    cpu.regs.rcx = 0x10;
+    assert_int_equal(run("0f 03 d1"), EMU_DONE); /* lsl edx, ecx */
+    assert_int_equal(cpu.regs.rdx, 0xFFFFFFFF);
+    cpu.regs.rip = CODE;
+    assert_int_equal(run("0f 02 d1"), EMU_DONE); /* lar edx, ecx */
+    assert_int_equal(cpu.regs.rdx, 0x00CF9300);
+    /* Null, beyond the limit, too privileged: ZF clear, dest unchanged. */
+    const uint16_t hidden[] = {0, 0x80, 0x7F8};
+    for (unsigned i = 0; i < 3; i++) {
+        cpu.regs.rip = CODE;
+        cpu.regs.rcx = hidden[i];
+        cpu.regs.rdx = 0x55;
+        assert_int_equal(run("0f 03 d1"), EMU_DONE);
+        assert_int_equal(cpu.regs.rdx, 0x55);
+        assert_false(cpu.regs.rflags & 0x40);
+    }
+    user_mode(); /* the GDT's page stays supervisor-only: read as ring 0 */
+    cpu.regs.rip = CODE;
+    cpu.regs.rcx = 0x23; /* entry 4, DPL 0 */
+    assert_int_equal(run("0f 03 d1"), EMU_DONE);
+    assert_false(cpu.regs.rflags & 0x40);
+    cpu.regs.rip = CODE;
+    cpu.regs.rcx = 0x7B;
+    assert_int_equal(run("0f 03 d1"), EMU_DONE);
+    assert_int_equal(cpu.regs.rdx, 0x1003);
+    assert_true(cpu.regs.rflags & 0x40);
+}
+
 static void test_fsgsbase(void **state)
 {
     cpu.sregs.cr4 |= 1ull << 16;
@@ -1287,6 +1334,7 @@ int main(void)
         T(test_rdpid_rdtscp),
         T(test_stac_clac),
         T(test_popcnt),
+        T(test_lsl_lar),
         T(test_fsgsbase),
         T(test_ldmxcsr_stmxcsr),
         T(test_fwait),

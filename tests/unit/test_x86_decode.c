@@ -54,6 +54,8 @@ static const struct dcase cases[] = {
     {L64, "0f 01 e8", 3, "serialize", X86_OP_SERIALIZE},
     {L64, "0f 09", 2, "wbinvd", X86_OP_WBINVD},
     {L64, "f3 48 0f b8 c7", 5, "popcnt", X86_OP_POPCNT},
+    {L64, "48 0f 03 c0", 4, "lsl", X86_OP_LSL},
+    {L64, "0f 02 0e", 3, "lar", X86_OP_LAR},
     {L64, "f3 48 0f ae c0", 5, "rdfsbase", X86_OP_RDFSBASE},
     {L64, "f3 0f ae d7", 4, "wrfsbase", X86_OP_WRFSBASE},
     {L64, "f3 49 0f ae cb", 5, "rdgsbase", X86_OP_RDGSBASE},

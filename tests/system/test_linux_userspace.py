@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Debian's stock kernel, entered through PVH from its uncompressed vmlinux
+(no decompression), with a busybox initramfs built here: the initramfs loads
+Debian's virtio modules, finds the virtio-blk disk, and its /sbin/init
+(images/rootfs-init) prints the CPU count, the block devices, the PCI
+devices, the DMI BIOS date and the interrupts through the IO-APIC, then
+powers off. kvmpc must exit 0. The kernel line is console=ttyS0 only.
+
+On PVM hosts this takes about half an hour (guest ring 0 is emulated).
+
+usage: test_linux_userspace.py KVMPC [--cpus N] [--timeout S] | --qemu
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import sysimg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STAGES = [
+    ('kernel', r'Linux version \d'),
+    ('initramfs', r'kvmpc-initramfs: /init started'),
+    ('userspace', r'kvmpc-init: /sbin/init started'),
+    ('summary', r'kvmpc-init: summary end'),
+    ('poweroff', r'reboot: Power down'),
+]
+DISK_BYTES = 64 << 20
+
+
+def debian_kernel():
+    out = subprocess.run([os.path.join(HERE, 'debian-kernel.sh')],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def initramfs(kdir, workdir):
+    out = os.path.join(workdir, 'initramfs.gz')
+    subprocess.run([os.path.join(HERE, 'mkinitramfs.sh'), out,
+                    os.path.join(HERE, 'direct-boot-init'),
+                    os.path.join(kdir, 'modules') + '=lib/modules',
+                    os.path.join(HERE, 'images', 'rootfs-init') +
+                    '=sbin/init'], check=True)
+    return out
+
+
+def main():
+    ap = sysimg.arg_parser(__doc__)
+    ap.add_argument('--cpus', type=int, default=1)
+    ap.add_argument('--mem', default='512')
+    ap.add_argument('--stall', type=float, default=900,
+                    help='seconds without console output taken as a hang')
+    args = ap.parse_args()
+    vmm = sysimg.vmm_from_args(args)
+    kdir = debian_kernel()
+    workdir = tempfile.mkdtemp(prefix='kvmpc-userspace-')
+    initrd = initramfs(kdir, workdir)
+    disk = os.path.join(workdir, 'data.img')
+    with open(disk, 'wb') as f:
+        f.truncate(DISK_BYTES)
+    kernel = (os.path.join(kdir, 'vmlinux'), initrd, 'console=ttyS0')
+    res = sysimg.boot(vmm, [disk], STAGES, args.timeout or 5400,
+                      cpus=args.cpus, mem=args.mem, stall=args.stall,
+                      kernel=kernel)
+    res.report(vmm.name, 'Debian kernel to /init (PVH), %d CPUs' % args.cpus)
+    c = sysimg.Checker()
+    for name, pattern in STAGES:
+        c.expect(res.stages[name] is not None,
+                 'stage %s: /%s/ on the console' % (name, pattern))
+    facts = sysimg.summary(res.log)
+    for key, vals in sorted(facts.items()):
+        print('  | %s=%s' % (key, ' ; '.join(vals)))
+    sysimg.check_machine(c, facts, args.cpus)
+    c.expect(facts.get('block.vda') == ['sectors=%d driver=virtio_blk' %
+                                        (DISK_BYTES // 512)],
+             'the disk has the size it was given (%s)' % facts.get('block.vda'))
+    c.expect(res.status == sysimg.EXIT_POWEROFF,
+             'poweroff -f (ACPI S5) ends the VM with status 0 (%s)' %
+             res.outcome())
+    shutil.rmtree(workdir, ignore_errors=True)
+    return c.finish(res)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
