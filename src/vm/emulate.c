@@ -254,6 +254,29 @@ enum emu_result emu_read_linear(struct emu *e, uint64_t la, void *buf,
     return emu_paging_result(e, st, &f, la);
 }
 
+enum emu_result emu_read_descriptor(struct emu *e, uint16_t sel,
+                                    uint64_t *desc, bool *found)
+{
+    const struct kvm_dtable *gdt = &e->sregs.gdt;
+    const struct kvm_segment *ldt = &e->sregs.ldt;
+    bool local = sel & 4;
+    uint64_t base = local ? ldt->base : gdt->base;
+    uint64_t limit = local ? ldt->limit : gdt->limit;
+    uint64_t off = sel & ~7u;
+    *found = false;
+    if ((!local && off == 0) || (local && (ldt->unusable || !ldt->present)) ||
+        off + 7 > limit)
+        return EMU_DONE;
+    if (!(e->sregs.efer & (1ull << 10))) /* EFER.LMA: 64-bit table bases */
+        base &= 0xFFFFFFFFull;
+    uint8_t cpl = e->mmu.cpl;
+    e->mmu.cpl = 0;
+    enum emu_result r = emu_read_linear(e, base + off, desc, 8, GP_READ);
+    e->mmu.cpl = cpl;
+    *found = r == EMU_DONE;
+    return r;
+}
+
 /* The ModRM r/m source operand of size bytes (register or memory). */
 enum emu_result emu_read_rm(struct emu *e, unsigned size, uint64_t *v)
 {

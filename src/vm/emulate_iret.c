@@ -42,24 +42,15 @@ static enum emu_result pop_frame(struct emu *e, unsigned size, bool outer,
     return EMU_DONE;
 }
 
-/* Reads the descriptor a selector names (GDT or LDT). */
+/* The descriptor a selector names; #GP(selector) when there is none. */
 static enum emu_result read_descriptor(struct emu *e, uint16_t sel,
                                        uint64_t *desc)
 {
-    uint64_t base, limit;
-    if (sel & 4) {
-        if (e->sregs.ldt.unusable || !e->sregs.ldt.present)
-            return emu_raise(e, GP_VEC_GP, true, sel & ~3u);
-        base = e->sregs.ldt.base;
-        limit = e->sregs.ldt.limit;
-    } else {
-        base = e->sregs.gdt.base;
-        limit = e->sregs.gdt.limit;
-    }
-    uint64_t off = sel & ~7u;
-    if ((sel & ~3u) == 0 || off + 7 > limit)
+    bool found;
+    enum emu_result r = emu_read_descriptor(e, sel, desc, &found);
+    if (r == EMU_DONE && !found)
         return emu_raise(e, GP_VEC_GP, true, sel & ~3u);
-    return emu_read_linear(e, (base + off) & 0xFFFFFFFFull, desc, 8, GP_READ);
+    return r;
 }
 
 static struct kvm_segment segment_from(uint64_t d, uint16_t sel)

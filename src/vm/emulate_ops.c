@@ -235,32 +235,6 @@ static enum emu_result do_popcnt(struct emu *e)
     return emu_advance(e);
 }
 
-/* The descriptor a selector names, for LAR/LSL: false (ZF clear) when
- * the selector is null or beyond its table. The table is read as the CPU
- * reads it, with supervisor rights. */
-static enum emu_result read_descriptor_checked(struct emu *e, uint16_t sel,
-                                               uint64_t *desc, bool *found)
-{
-    const struct kvm_dtable *gdt = &e->sregs.gdt;
-    const struct kvm_segment *ldt = &e->sregs.ldt;
-    bool local = sel & 4;
-    uint64_t base = local ? ldt->base : gdt->base;
-    uint64_t limit = local ? ldt->limit : gdt->limit;
-    uint64_t off = sel & ~7u;
-    *found = false;
-    if ((!local && off == 0) || (local && (ldt->unusable || !ldt->present)) ||
-        off + 7 > limit)
-        return EMU_DONE;
-    if (!(e->sregs.efer & (1ull << 10))) /* EFER.LMA: 64-bit table bases */
-        base &= 0xFFFFFFFFull;
-    uint8_t cpl = e->mmu.cpl;
-    e->mmu.cpl = 0;
-    enum emu_result r = emu_read_linear(e, base + off, desc, 8, GP_READ);
-    e->mmu.cpl = cpl;
-    *found = r == EMU_DONE;
-    return r;
-}
-
 /* Whether LAR/LSL may report this descriptor at this CPL and RPL. */
 static bool lar_lsl_visible(const struct emu *e, uint64_t d, uint16_t sel,
                             bool lsl)
@@ -291,7 +265,7 @@ static enum emu_result do_lar_lsl(struct emu *e)
         return emu_raise_ud(e);
     enum emu_result r = emu_read_rm(e, 2, &sel);
     if (r == EMU_DONE)
-        r = read_descriptor_checked(e, (uint16_t)sel, &d, &found);
+        r = emu_read_descriptor(e, (uint16_t)sel, &d, &found);
     if (r != EMU_DONE)
         return r;
     bool ok = found && lar_lsl_visible(e, d, (uint16_t)sel, lsl);

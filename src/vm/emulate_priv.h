@@ -120,6 +120,11 @@ enum emu_result emu_mem_operand(struct emu *e, uint64_t size,
                                 enum gp_access acc, uint64_t *la);
 enum emu_result emu_read_linear(struct emu *e, uint64_t la, void *buf,
                                 size_t len, enum gp_access acc);
+/* The descriptor a selector names in the GDT or LDT, read as the CPU
+ * reads it (supervisor access). found is false, with nothing raised, for
+ * a null selector or one beyond its table; a paging fault is raised. */
+enum emu_result emu_read_descriptor(struct emu *e, uint16_t sel,
+                                    uint64_t *desc, bool *found);
 /* The r/m source operand of size bytes, register or memory. */
 enum emu_result emu_read_rm(struct emu *e, unsigned size, uint64_t *v);
 enum emu_result emu_get_xcr0(struct emu *e, uint64_t *xcr0);
