@@ -9,7 +9,6 @@ usage: bench/firmware_boot.py KVMPC [--disk IMG --marker TEXT] [--runs N]
 """
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys

@@ -24,38 +24,23 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SYSTEM = os.path.join(HERE, '..', 'tests', 'system')
-STAGES = [
-    ('kernel', r'Linux version \d'),
-    ('initramfs', r'kvmpc-initramfs: /init started'),
-    ('userspace', r'kvmpc-init: /sbin/init started'),
-    ('summary', r'kvmpc-init: summary end'),
-    ('poweroff', r'reboot: Power down'),
-]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'tests', 'system'))
+import sysimg  # noqa: E402
 
-
-def last_line(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
+STAGES = sysimg.DIRECT_STAGES
 
 
 def kernel_and_initrd(which, d):
     """(kernel, initrd) for the chosen kernel; the initrd built in d."""
-    extra = []
-    if which == 'debian':
-        kdir = last_line([os.path.join(SYSTEM, 'debian-kernel.sh')])
-        kernel = os.path.join(kdir, 'vmlinux')
-        extra = [os.path.join(kdir, 'modules') + '=lib/modules']
-    else:
-        kdir = last_line([os.path.join(SYSTEM, 'images', 'kernel.sh')])
-        kernel = os.path.join(kdir, 'bzImage')
     initrd = os.path.join(d, 'initramfs.gz')
-    subprocess.run([os.path.join(SYSTEM, 'mkinitramfs.sh'), initrd,
-                    os.path.join(SYSTEM, 'direct-boot-init')] + extra +
-                   [os.path.join(SYSTEM, 'images', 'rootfs-init') +
-                    '=sbin/init'], check=True)
-    return kernel, initrd
+    if which == 'debian':
+        kdir = sysimg.debian_kernel_dir()
+        sysimg.direct_boot_initramfs(initrd, os.path.join(kdir, 'modules'))
+        return os.path.join(kdir, 'vmlinux'), initrd
+    kdir = sysimg.build('kernel.sh')
+    sysimg.direct_boot_initramfs(initrd)
+    return os.path.join(kdir, 'bzImage'), initrd
 
 
 def perf_count(path):

@@ -9,7 +9,6 @@ exercised) and compares the terminal settings before and after.
 import os
 import pty
 import select
-import subprocess
 import sys
 import tempfile
 import termios

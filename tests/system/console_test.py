@@ -11,7 +11,6 @@ import os
 import pty
 import select
 import signal
-import subprocess
 import sys
 import tempfile
 import termios

@@ -17,16 +17,11 @@ import tempfile
 import time
 
 import stagetimes
+import sysimg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-def kernel_dir():
-    out = subprocess.run([os.path.join(HERE, 'debian-kernel.sh')],
-                         check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def expected_e820(mem):
@@ -87,7 +82,7 @@ def main():
     ap.add_argument('--timeout', type=int, default=600)
     ap.add_argument('--qemu-compare', action='store_true')
     a = ap.parse_args()
-    kdir = kernel_dir()
+    kdir = sysimg.debian_kernel_dir()
     kernel = os.path.join(kdir, 'vmlinux' if a.entry == 'pvh' else 'vmlinuz')
     append = 'console=ttyS0 earlyprintk=serial'
     pats = wanted_lines(a.cpus, a.mem * MiB)

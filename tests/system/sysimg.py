@@ -80,6 +80,30 @@ def build(script, *args):
     return result
 
 
+# Stages of a kernel booted directly with the direct-boot initramfs.
+DIRECT_STAGES = LINUX_STAGES[3:]
+
+
+def debian_kernel_dir():
+    """Debian's stock kernel, unpacked under the cache (debian-kernel.sh):
+    vmlinuz, vmlinux, config and modules/."""
+    out = subprocess.run([os.path.join(HERE, 'debian-kernel.sh')],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def direct_boot_initramfs(out, modules=None):
+    """Builds the initramfs of direct-boot-init at out: it loads the
+    modules in modules/order (if given), waits for the virtio-blk disk and
+    runs images/rootfs-init, which prints the summary and powers off."""
+    extra = [modules + '=lib/modules'] if modules else []
+    subprocess.run([os.path.join(HERE, 'mkinitramfs.sh'), out,
+                    os.path.join(HERE, 'direct-boot-init')] + extra +
+                   [os.path.join(IMAGES, 'rootfs-init') + '=sbin/init'],
+                   check=True)
+    return out
+
+
 class Vmm:
     """kvmpc (path to its binary) or QEMU (kvmpc=None) with accel."""
 

@@ -12,37 +12,12 @@ usage: test_linux_userspace.py KVMPC [--cpus N] [--timeout S] | --qemu
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import sysimg
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-STAGES = [
-    ('kernel', r'Linux version \d'),
-    ('initramfs', r'kvmpc-initramfs: /init started'),
-    ('userspace', r'kvmpc-init: /sbin/init started'),
-    ('summary', r'kvmpc-init: summary end'),
-    ('poweroff', r'reboot: Power down'),
-]
 DISK_BYTES = 64 << 20
-
-
-def debian_kernel():
-    out = subprocess.run([os.path.join(HERE, 'debian-kernel.sh')],
-                         check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
-
-
-def initramfs(kdir, workdir):
-    out = os.path.join(workdir, 'initramfs.gz')
-    subprocess.run([os.path.join(HERE, 'mkinitramfs.sh'), out,
-                    os.path.join(HERE, 'direct-boot-init'),
-                    os.path.join(kdir, 'modules') + '=lib/modules',
-                    os.path.join(HERE, 'images', 'rootfs-init') +
-                    '=sbin/init'], check=True)
-    return out
 
 
 def main():
@@ -53,19 +28,20 @@ def main():
                     help='seconds without console output taken as a hang')
     args = ap.parse_args()
     vmm = sysimg.vmm_from_args(args)
-    kdir = debian_kernel()
+    kdir = sysimg.debian_kernel_dir()
     workdir = tempfile.mkdtemp(prefix='kvmpc-userspace-')
-    initrd = initramfs(kdir, workdir)
+    initrd = sysimg.direct_boot_initramfs(
+        os.path.join(workdir, 'initramfs.gz'), os.path.join(kdir, 'modules'))
     disk = os.path.join(workdir, 'data.img')
     with open(disk, 'wb') as f:
         f.truncate(DISK_BYTES)
     kernel = (os.path.join(kdir, 'vmlinux'), initrd, 'console=ttyS0')
-    res = sysimg.boot(vmm, [disk], STAGES, args.timeout or 5400,
+    res = sysimg.boot(vmm, [disk], sysimg.DIRECT_STAGES, args.timeout or 5400,
                       cpus=args.cpus, mem=args.mem, stall=args.stall,
                       kernel=kernel)
     res.report(vmm.name, 'Debian kernel to /init (PVH), %d CPUs' % args.cpus)
     c = sysimg.Checker()
-    for name, pattern in STAGES:
+    for name, pattern in sysimg.DIRECT_STAGES:
         c.expect(res.stages[name] is not None,
                  'stage %s: /%s/ on the console' % (name, pattern))
     facts = sysimg.summary(res.log)
