@@ -11,6 +11,8 @@
 #define CPUID_1_ECX_CX16 (1u << 13)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
 #define CPUID_1_EDX_HTT (1u << 28)
+#define KVM_CPUID_FEATURES_LEAF 0x40000001u
+#define KVM_FEATURE_PV_UNHALT_BIT (1u << 7)
 #define TOPO_LEVEL_SMT 1
 #define TOPO_LEVEL_CORE 2
 
@@ -125,6 +127,10 @@ void cpuid_for_vcpu(const struct kvm_cpuid2 *supported,
         case 0xB:
         case 0x1F: set_topology_leaf(e, policy, vcpu_id); break;
         case 0x80000008: set_amd_cores(e, policy); break;
+        case KVM_CPUID_FEATURES_LEAF:
+            if (policy->hide_pv_unhalt)
+                e->eax &= ~KVM_FEATURE_PV_UNHALT_BIT;
+            break;
         }
     }
 }

@@ -14,6 +14,11 @@ struct cpuid_policy {
     /* The host's KVM cannot emulate cmpxchg16b for guest kernel code
      * (PVM): hide CX16 so the guest never uses it. */
     bool hide_cx16;
+    /* Its vCPUs halted with interrupts off stay asleep when another vCPU
+     * kicks them (KVM_HC_KICK_CPU, PVM): hide KVM_FEATURE_PV_UNHALT so the
+     * guest's spinlocks spin instead of halting (Linux hung in pv
+     * qspinlocks there with several vCPUs). */
+    bool hide_pv_unhalt;
 };
 
 /* KVM_GET_SUPPORTED_CPUID into a malloc'ed table; NULL after reporting. */

@@ -25,6 +25,7 @@ static struct kvm_cpuid2 *make_supported(void)
         {.function = 0xB, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
         {.function = 0xB, .index = 2, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
         {.function = 0x80000008, .eax = 0x3030, .ecx = 0x7},
+        {.function = 0x40000001, .eax = 0x1007EFB}, /* KVM features */
     };
     c->nent = sizeof(e) / sizeof(e[0]);
     memcpy(c->entries, e, sizeof(e));
@@ -36,7 +37,8 @@ static void check_vcpu(const struct kvm_cpuid2 *sup, unsigned ncpus,
 {
     struct kvm_cpuid2 *out = calloc(
         1, sizeof(*out) + CPUID_MAX_ENTRIES * sizeof(out->entries[0]));
-    struct cpuid_policy p = {.ncpus = ncpus, .hide_cx16 = pvm};
+    struct cpuid_policy p = {.ncpus = ncpus, .hide_cx16 = pvm,
+                             .hide_pv_unhalt = pvm};
     cpuid_for_vcpu(sup, &p, id, out);
     struct kvm_cpuid_entry2 *l1 = cpuid_find(out, 1, 0);
     assert_int_equal(l1->ebx >> 24, id);
@@ -62,6 +64,9 @@ static void check_vcpu(const struct kvm_cpuid2 *sup, unsigned ncpus,
     assert_true(((l4->eax >> 26) + 1) >= ncpus);
     struct kvm_cpuid_entry2 *amd = cpuid_find(out, 0x80000008, 0);
     assert_int_equal((amd->ecx & 0xFF) + 1, ncpus);
+    /* PV_UNHALT (bit 7) hidden on PVM, the other KVM features kept */
+    struct kvm_cpuid_entry2 *kvm = cpuid_find(out, 0x40000001, 0);
+    assert_int_equal(kvm->eax, pvm ? 0x1007E7Bu : 0x1007EFBu);
     free(out);
 }
 
