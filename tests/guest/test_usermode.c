@@ -150,19 +150,6 @@ static uint64_t user_va(const char *label)
 
 /* ---- MSRs --------------------------------------------------------------- */
 
-static uint64_t rdmsr(uint32_t msr)
-{
-    uint32_t lo, hi;
-    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
-    return lo | (uint64_t)hi << 32;
-}
-
-static void wrmsr(uint32_t msr, uint64_t v)
-{
-    __asm__ volatile("wrmsr"
-                     : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
-}
-
 static void set_syscall_msrs(void)
 {
     wrmsr(MSR_STAR, (uint64_t)(UM_USER_CS32 & ~3) << 48 | (uint64_t)KIT_CS << 32);
