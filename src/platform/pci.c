@@ -198,6 +198,8 @@ uint32_t pci_host_config_read(struct pci_host *h, uint8_t devfn, unsigned off,
         return 0xFFFFFFFFu;
     pthread_mutex_lock(&h->lock);
     struct pci_dev *d = h->fn[devfn];
+    if (d && d->config_read)
+        d->config_read(d, off, len);
     uint32_t v = d ? cfg_read(d, off, len)
                    : (uint32_t)((1ULL << (8 * len)) - 1);
     pthread_mutex_unlock(&h->lock);

@@ -77,6 +77,10 @@ struct pci_dev {
      * applied, with the value before the write. Optional. */
     void (*config_written)(struct pci_dev *d, unsigned off, unsigned len,
                            uint32_t old);
+    /* Called (with the host lock held) before a guest config read is
+     * answered from cfg, so that registers with side effects or live
+     * values can fill in their bytes. Optional. */
+    void (*config_read)(struct pci_dev *d, unsigned off, unsigned len);
     /* Called (host lock held) after a BAR starts or stops decoding at a
      * new address, e.g. to move ioeventfds along. Optional. */
     void (*bar_moved)(struct pci_dev *d, unsigned bar, bool mapped,

@@ -663,9 +663,9 @@ static void msix_control_written(struct virtio_pci *vp)
 }
 
 /* The PCI_CFG window: an access of cap.length bytes at cap.offset of
- * cap.bar, through pci_cfg_data. Reads are performed when the window is
- * programmed (pci.h has no read hook), so they cannot have side effects:
- * ISR reads through the window do not clear it. */
+ * cap.bar, through pci_cfg_data, performed when the guest reads or writes
+ * pci_cfg_data, with the same side effects as through the BAR (an ISR read
+ * clears the ISR). */
 static bool window(struct virtio_pci *vp, unsigned *bar, unsigned *off,
                    unsigned *len)
 {
@@ -708,7 +708,12 @@ static void vp_config_written(struct pci_dev *d, unsigned off, unsigned len,
         msix_control_written(vp);
     if (touches(off, len, vp->pcicfg_cap + CAP_EXTRA, 4))
         window_access(vp, true);
-    else if (touches(off, len, vp->pcicfg_cap + CAP_BAR, CAP_EXTRA - CAP_BAR))
+}
+
+static void vp_config_read(struct pci_dev *d, unsigned off, unsigned len)
+{
+    struct virtio_pci *vp = d->opaque;
+    if (touches(off, len, vp->pcicfg_cap + CAP_EXTRA, 4))
         window_access(vp, false);
 }
 
@@ -802,6 +807,7 @@ static void init_function(struct virtio_pci *vp)
                     VIRTIO_PCI_MODERN_BAR_SIZE, true, &bar4_ops, vp);
     vp->pci.opaque = vp;
     vp->pci.config_written = vp_config_written;
+    vp->pci.config_read = vp_config_read;
     vp->pci.bar_moved = vp_bar_moved;
 }
 

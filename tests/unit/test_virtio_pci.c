@@ -821,6 +821,28 @@ static void test_pci_cfg_window(void **state)
     assert_int_equal(status_rd(e), VIRTIO_STATUS_ACKNOWLEDGE);
 }
 
+/* A window read happens when pci_cfg_data is read, not when the window is
+ * programmed: a driver that polls a register through it sees it change. */
+static void test_pci_cfg_window_reads_live(void **state)
+{
+    struct env *e = *state;
+    unsigned c = find_cap(e, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
+    cfg_wr(e, c + 4, 1, VIRTIO_PCI_MODERN_BAR);
+    cfg_wr(e, c + 8, 4, VIRTIO_PCI_COMMON_CFGGENERATION);
+    cfg_wr(e, c + 12, 4, 1);
+    uint8_t gen = (uint8_t)cfg_rd(e, c + 16, 1);
+    virtio_dev_config_changed(e->dev);
+    assert_int_equal(cfg_rd(e, c + 16, 1), (uint8_t)(gen + 1));
+    cfg_wr(e, c + 8, 4, VIRTIO_PCI_COMMON_STATUS);
+    status_wr(e, VIRTIO_STATUS_ACKNOWLEDGE);
+    assert_int_equal(cfg_rd(e, c + 16, 1), VIRTIO_STATUS_ACKNOWLEDGE);
+    status_wr(e, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    assert_int_equal(cfg_rd(e, c + 16, 1),
+                     VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    /* Reading the capability's other fields does not access the BAR. */
+    assert_int_equal(cfg_rd(e, c + 8, 4), VIRTIO_PCI_COMMON_STATUS);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define TMQ(fn) cmocka_unit_test_setup_teardown(fn, setup_mq, teardown)
 
@@ -846,6 +868,7 @@ int main(void)
         T(test_ioeventfd_bindings_follow_bars),
         TMQ(test_ioeventfds_for_every_queue),
         T(test_pci_cfg_window),
+        T(test_pci_cfg_window_reads_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
