@@ -791,21 +791,27 @@ static void test_ioeventfds_for_every_queue(void **state)
     assert_int_equal(live_bindings(e), 8);
 }
 
+/* Points the PCI_CFG capability at c to len bytes at off of the modern
+ * BAR. */
+static void window_program(struct env *e, unsigned c, uint32_t off,
+                           uint32_t len)
+{
+    cfg_wr(e, c + 4, 1, VIRTIO_PCI_MODERN_BAR);
+    cfg_wr(e, c + 8, 4, off);
+    cfg_wr(e, c + 12, 4, len);
+}
+
 static void test_pci_cfg_window(void **state)
 {
     struct env *e = *state;
     unsigned c = find_cap(e, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
     /* Write device_status through the window, as SeaBIOS does for a BAR
      * above 4 GiB. */
-    cfg_wr(e, c + 4, 1, VIRTIO_PCI_MODERN_BAR);
-    cfg_wr(e, c + 8, 4, VIRTIO_PCI_COMMON_STATUS);
-    cfg_wr(e, c + 12, 4, 1);
+    window_program(e, c, VIRTIO_PCI_COMMON_STATUS, 1);
     cfg_wr(e, c + 16, 1, VIRTIO_STATUS_ACKNOWLEDGE);
     assert_int_equal(status_rd(e), VIRTIO_STATUS_ACKNOWLEDGE);
     /* And read the queue size of queue 0. */
-    cfg_wr(e, c + 4, 1, VIRTIO_PCI_MODERN_BAR);
-    cfg_wr(e, c + 8, 4, VIRTIO_PCI_COMMON_Q_SIZE);
-    cfg_wr(e, c + 12, 4, 2);
+    window_program(e, c, VIRTIO_PCI_COMMON_Q_SIZE, 2);
     assert_int_equal(cfg_rd(e, c + 16, 2), 256);
     /* Device configuration, 4 bytes. */
     cfg_wr(e, c + 8, 4, VIRTIO_PCI_DEVICE_OFF + VIRTIO_BLK_CFG_BLK_SIZE);
@@ -827,9 +833,7 @@ static void test_pci_cfg_window_reads_live(void **state)
 {
     struct env *e = *state;
     unsigned c = find_cap(e, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
-    cfg_wr(e, c + 4, 1, VIRTIO_PCI_MODERN_BAR);
-    cfg_wr(e, c + 8, 4, VIRTIO_PCI_COMMON_CFGGENERATION);
-    cfg_wr(e, c + 12, 4, 1);
+    window_program(e, c, VIRTIO_PCI_COMMON_CFGGENERATION, 1);
     uint8_t gen = (uint8_t)cfg_rd(e, c + 16, 1);
     virtio_dev_config_changed(e->dev);
     assert_int_equal(cfg_rd(e, c + 16, 1), (uint8_t)(gen + 1));
