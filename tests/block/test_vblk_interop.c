@@ -33,43 +33,6 @@
 #define SECTOR VIRTIO_BLK_SECTOR
 #define MAX_SECTORS 512 /* 256 KiB per request */
 
-static char dir[128];
-
-static int setup(void **state)
-{
-    tu_mkdir(dir, sizeof(dir));
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmdir(dir);
-    unsetenv("KVMPC_AIO");
-    return 0;
-}
-
-/* Runs a shell snippet in the test directory with $QI = qemu-img and
- * $QIO = qemu-io; fails the test when it fails. */
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[3072];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int r = tu_sh("cd '%s' && QI='%s' QIO='%s' && ulimit -c 0 && "
-                  "{ %s ; } >/dev/null",
-                  dir, tu_qemu_img(), tu_qemu_io(), cmd);
-    if (r != 0)
-        fail_msg("command failed (%d): %s", r, cmd);
-}
-
-static void path_of(char *out, size_t len, const char *name)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
 static uint64_t rnd(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -317,14 +280,14 @@ static void assert_device_healthy(struct vh *h)
 static void run_case(const struct vcase *c)
 {
     setenv("KVMPC_AIO", c->engine ? c->engine : "io_uring", 1);
-    sh("rm -f t.img before.raw after.raw frozen.md5 && %s", c->setup);
-    sh("$QI convert -f %s -O raw t.img before.raw", c->fmt);
+    tu_qemu_sh("rm -f t.img before.raw after.raw frozen.md5 && %s", c->setup);
+    tu_qemu_sh("$QI convert -f %s -O raw t.img before.raw", c->fmt);
     if (c->frozen)
-        sh("md5sum %s > frozen.md5", c->frozen);
+        tu_qemu_sh("md5sum %s > frozen.md5", c->frozen);
     char img[256], before[256], after[256];
-    path_of(img, sizeof(img), "t.img");
-    path_of(before, sizeof(before), "before.raw");
-    path_of(after, sizeof(after), "after.raw");
+    tu_path(img, sizeof(img), "t.img");
+    tu_path(before, sizeof(before), "before.raw");
+    tu_path(after, sizeof(after), "after.raw");
 
     struct tu_model m;
     tu_model_init(&m, c->size);
@@ -344,10 +307,10 @@ static void run_case(const struct vcase *c)
 
     tu_model_save(&m, after);
     if (!strcmp(c->fmt, "qcow2"))
-        sh("$QI check -q t.img");
-    sh("$QI compare -q -f %s -F raw t.img after.raw", c->fmt);
+        tu_qemu_sh("$QI check -q t.img");
+    tu_qemu_sh("$QI compare -q -f %s -F raw t.img after.raw", c->fmt);
     if (c->frozen)
-        sh("md5sum -c --quiet frozen.md5");
+        tu_qemu_sh("md5sum -c --quiet frozen.md5");
     tu_model_free(&m);
 }
 
@@ -461,12 +424,13 @@ static void count_ioerr(struct vh *h, struct vh_req *r)
 static void test_readonly(void **state)
 {
     setenv("KVMPC_AIO", "io_uring", 1);
-    sh("rm -f t.img && " MAKE_SOURCE " && "
-       "$QI convert -c -O qcow2 -o compression_type=zstd src.raw t.img && "
-       "$QI convert -O raw t.img before.raw && md5sum t.img > frozen.md5");
+    tu_qemu_sh(
+        "rm -f t.img && " MAKE_SOURCE " && "
+        "$QI convert -c -O qcow2 -o compression_type=zstd src.raw t.img && "
+        "$QI convert -O raw t.img before.raw && md5sum t.img > frozen.md5");
     char img[256], before[256];
-    path_of(img, sizeof(img), "t.img");
-    path_of(before, sizeof(before), "before.raw");
+    tu_path(img, sizeof(img), "t.img");
+    tu_path(before, sizeof(before), "before.raw");
     struct vcase c = {.name = "ro", .fmt = "qcow2", .size = 16 * MiB};
     struct vh *h = open_disk(&c, img, true);
     uint64_t f = vh_features(h);
@@ -516,17 +480,17 @@ static void test_readonly(void **state)
     assert_device_healthy(h);
     vh_close(h);
     tu_model_free(&m);
-    sh("md5sum -c --quiet frozen.md5 && $QI check -q t.img && "
-       "$QI compare -q t.img before.raw");
+    tu_qemu_sh("md5sum -c --quiet frozen.md5 && $QI check -q t.img && "
+               "$QI compare -q t.img before.raw");
 }
 
 /* Requests the device must refuse without breaking. */
 static void test_bad_requests(void **state)
 {
     setenv("KVMPC_AIO", "io_uring", 1);
-    sh("$QI create -q -f qcow2 t.img 1M");
+    tu_qemu_sh("$QI create -q -f qcow2 t.img 1M");
     char img[256];
-    path_of(img, sizeof(img), "t.img");
+    tu_path(img, sizeof(img), "t.img");
     struct vcase c = {.name = "bad", .fmt = "qcow2", .size = 1 * MiB};
     struct vh *h = open_disk(&c, img, false);
     static uint8_t buf[8192];
@@ -554,20 +518,22 @@ static void test_bad_requests(void **state)
     assert_int_equal(buf[8191], 0x3C);
     assert_device_healthy(h);
     vh_close(h);
-    sh("$QI check -q t.img && $QIO -f qcow2 -c 'read -P 0x3c 1040384 8192' "
-       "t.img | grep -q 'read 8192/8192'");
+    tu_qemu_sh("$QI check -q t.img && "
+               "$QIO -f qcow2 -c 'read -P 0x3c 1040384 8192' "
+               "t.img | grep -q 'read 8192/8192'");
 }
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tu_setup, tu_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_raw, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_qcow2_versions_and_clusters,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_backing_chain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+        T(test_raw),
+        T(test_qcow2_versions_and_clusters),
+        T(test_compressed),
+        T(test_backing_chain),
+        T(test_readonly),
+        T(test_bad_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

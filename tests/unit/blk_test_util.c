@@ -320,6 +320,42 @@ int tu_sh(const char *fmt, ...)
     return WEXITSTATUS(r);
 }
 
+char tu_dir[128];
+
+int tu_setup(void **state)
+{
+    (void)state;
+    tu_mkdir(tu_dir, sizeof(tu_dir));
+    return 0;
+}
+
+int tu_teardown(void **state)
+{
+    (void)state;
+    tu_rmdir(tu_dir);
+    unsetenv("KVMPC_AIO");
+    return 0;
+}
+
+void tu_path(char *out, size_t len, const char *name)
+{
+    snprintf(out, len, "%s/%s", tu_dir, name);
+}
+
+void tu_qemu_sh(const char *fmt, ...)
+{
+    char cmd[3072];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int r = tu_sh("cd '%s' && QI='%s' QIO='%s' && ulimit -c 0 && "
+                  "{ %s ; } >/dev/null",
+                  tu_dir, tu_qemu_img(), tu_qemu_io(), cmd);
+    if (r != 0)
+        fail_msg("command failed (%d): %s", r, cmd);
+}
+
 static const char *tool(const char *var)
 {
     const char *p = getenv(var);

@@ -56,6 +56,16 @@ void tu_stress_run(struct blockdev *bd, struct tu_model *m,
  * tu_rmdir). */
 void tu_mkdir(char *out, size_t len);
 void tu_rmdir(const char *dir);
+/* The current test's directory, made by tu_setup and removed by
+ * tu_teardown (cmocka setup and teardown functions). */
+extern char tu_dir[128];
+int tu_setup(void **state);
+int tu_teardown(void **state);
+/* tu_dir/name into out. */
+void tu_path(char *out, size_t len, const char *name);
+/* Runs a shell snippet in tu_dir with $QI = qemu-img and $QIO = qemu-io,
+ * its output discarded; fails the test when it fails. */
+void tu_qemu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Runs a shell command (printf format); returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* QEMU_IMG from the environment; the test fails when it is missing. */

@@ -21,21 +21,6 @@
 
 #define MiB (1ull << 20)
 
-static char dir[128];
-
-static int setup(void **state)
-{
-    tu_mkdir(dir, sizeof(dir));
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmdir(dir);
-    unsetenv("KVMPC_AIO");
-    return 0;
-}
-
 static void test_parse_disk_opts(void **state)
 {
     struct blk_open_opts o;
@@ -85,7 +70,7 @@ static void make_file(const char *path, uint64_t size, uint64_t seed)
 static void test_detect_format(void **state)
 {
     char p[256];
-    snprintf(p, sizeof(p), "%s/data.img", dir);
+    snprintf(p, sizeof(p), "%s/data.img", tu_dir);
     make_file(p, MiB, 7);
     struct blockdev *bd = tu_open(p, BLK_FORMAT_AUTO, true);
     assert_string_equal(blk_format_name(bd), "raw");
@@ -102,7 +87,7 @@ static void test_detect_format(void **state)
     bd = tu_open(p, BLK_FORMAT_RAW, true);
     blk_close(bd);
 
-    snprintf(p, sizeof(p), "%s/q.qcow2", dir);
+    snprintf(p, sizeof(p), "%s/q.qcow2", tu_dir);
     char *argv[] = {"img", "create", "-f", "qcow2", p, "1M", NULL};
     assert_int_equal(img_main(6, argv), 0);
     bd = tu_open(p, BLK_FORMAT_AUTO, true);
@@ -140,7 +125,7 @@ static void submit_expect(struct blockdev *bd, struct blk_req *req, int want)
 static void test_validation(void **state)
 {
     char p[256];
-    snprintf(p, sizeof(p), "%s/v.img", dir);
+    snprintf(p, sizeof(p), "%s/v.img", tu_dir);
     make_file(p, MiB, 1);
     struct blockdev *bd = tu_open(p, BLK_FORMAT_RAW, true);
     assert_true(blk_is_readonly(bd));
@@ -190,7 +175,7 @@ static void raw_case(const char *engine, enum blk_cache cache)
 {
     setenv("KVMPC_AIO", engine, 1);
     char p[256];
-    snprintf(p, sizeof(p), "%s/raw-%s-%d.img", dir, engine, cache);
+    snprintf(p, sizeof(p), "%s/raw-%s-%d.img", tu_dir, engine, cache);
     uint64_t size = 16 * MiB;
     make_file(p, size, 3);
     struct blk_open_opts o = {.path = p, .cache = cache};
@@ -246,8 +231,8 @@ static void qcow2_case(const char *engine, const char *opts, bool backing,
     setenv("KVMPC_AIO", engine, 1);
     char p[256], b[256];
     uint64_t size = 32 * MiB;
-    snprintf(p, sizeof(p), "%s/k-%llu.qcow2", dir, (unsigned long long)seed);
-    snprintf(b, sizeof(b), "%s/k-%llu.base", dir, (unsigned long long)seed);
+    snprintf(p, sizeof(p), "%s/k-%llu.qcow2", tu_dir, (unsigned long long)seed);
+    snprintf(b, sizeof(b), "%s/k-%llu.base", tu_dir, (unsigned long long)seed);
     char *argv[12] = {"img", "create", "-f", "qcow2", "-o", (char *)opts};
     int argc = 6;
     if (backing) {
@@ -298,7 +283,7 @@ static void test_qcow2_created_by_kvmpc(void **state)
 static void test_qcow2_refcount_table_growth(void **state)
 {
     char p[256];
-    snprintf(p, sizeof(p), "%s/grow.qcow2", dir);
+    snprintf(p, sizeof(p), "%s/grow.qcow2", tu_dir);
     char *argv[] = {"img", "create", "-f", "qcow2", "-o",
                     "cluster_size=512,refcount_bits=64", p, "64M", NULL};
     assert_int_equal(img_main(8, argv), 0);
@@ -325,7 +310,7 @@ static void test_qcow2_refcount_table_growth(void **state)
 static void test_img_usage_errors(void **state)
 {
     char p[256];
-    snprintf(p, sizeof(p), "%s/u.qcow2", dir);
+    snprintf(p, sizeof(p), "%s/u.qcow2", tu_dir);
     char *a1[] = {"img", NULL};
     assert_int_equal(img_main(1, a1), 1);
     char *a2[] = {"img", "create", "-f", "qcow2", p, NULL};
@@ -350,20 +335,19 @@ static void test_img_usage_errors(void **state)
     assert_int_equal(img_main(3, a10), 0);
 }
 
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tu_setup, tu_teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_disk_opts),
-        cmocka_unit_test_setup_teardown(test_detect_format, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_raw_io_uring, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_raw_threads, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_qcow2_created_by_kvmpc, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_qcow2_refcount_table_growth,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_img_usage_errors, setup,
-                                        teardown),
+        T(test_detect_format),
+        T(test_validation),
+        T(test_raw_io_uring),
+        T(test_raw_threads),
+        T(test_qcow2_created_by_kvmpc),
+        T(test_qcow2_refcount_table_growth),
+        T(test_img_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,19 +21,18 @@
 #define CS 65536ull /* cluster size of the images made here */
 #define L1_OFF (3 * CS)
 
-static char dir[128];
 static char img[256];
 
 static int setup(void **state)
 {
-    tu_mkdir(dir, sizeof(dir));
-    snprintf(img, sizeof(img), "%s/c.qcow2", dir);
+    tu_mkdir(tu_dir, sizeof(tu_dir));
+    snprintf(img, sizeof(img), "%s/c.qcow2", tu_dir);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    tu_rmdir(dir);
+    tu_rmdir(tu_dir);
     return 0;
 }
 
@@ -86,7 +85,7 @@ static uint64_t peek_be64(uint64_t off)
 static void open_fails(const char *path, bool ro, const char *what)
 {
     char log[256];
-    snprintf(log, sizeof(log), "%s/stderr.txt", dir);
+    snprintf(log, sizeof(log), "%s/stderr.txt", tu_dir);
     fflush(stderr);
     int saved = dup(2);
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -309,29 +308,29 @@ static void test_l2_entries_beyond_eof(void **state)
 static void test_backing_loops_and_missing(void **state)
 {
     char a[256], b[256];
-    snprintf(a, sizeof(a), "%s/a.qcow2", dir);
-    snprintf(b, sizeof(b), "%s/b.qcow2", dir);
+    snprintf(a, sizeof(a), "%s/a.qcow2", tu_dir);
+    snprintf(b, sizeof(b), "%s/b.qcow2", tu_dir);
     assert_int_equal(tu_sh("cd %s && %s create -q -f qcow2 b.qcow2 1M && "
                            "%s create -q -f qcow2 -b b.qcow2 -F qcow2 a.qcow2 "
                            "&& %s rebase -u -b a.qcow2 -F qcow2 b.qcow2",
-                           dir, tu_qemu_img(), tu_qemu_img(), tu_qemu_img()),
+                           tu_dir, tu_qemu_img(), tu_qemu_img(), tu_qemu_img()),
                      0);
     open_fails(a, true, "loop");
     open_fails(b, false, "loop");
     /* A -> A */
     assert_int_equal(tu_sh("cd %s && %s rebase -u -b a.qcow2 -F qcow2 a.qcow2",
-                           dir, tu_qemu_img()),
+                           tu_dir, tu_qemu_img()),
                      0);
     open_fails(a, true, "loop");
     /* Missing backing file, and an unsupported backing format. */
     assert_int_equal(tu_sh("cd %s && %s rebase -u -b gone.qcow2 -F qcow2 "
                            "a.qcow2",
-                           dir, tu_qemu_img()),
+                           tu_dir, tu_qemu_img()),
                      0);
     open_fails(a, true, "gone.qcow2");
     assert_int_equal(tu_sh("cd %s && %s rebase -u -b b.qcow2 -F vmdk "
                            "a.qcow2",
-                           dir, tu_qemu_img()),
+                           tu_dir, tu_qemu_img()),
                      0);
     open_fails(a, true, "backing file format");
 }
@@ -344,7 +343,7 @@ static void test_huge_virtual_size(void **state)
     poke_be64(24, 1ull << 62);
     open_fails(img, true, "L1 entries");
     char big[256];
-    snprintf(big, sizeof(big), "%s/big.qcow2", dir);
+    snprintf(big, sizeof(big), "%s/big.qcow2", tu_dir);
     char *argv[] = {"img", "create", "-f", "qcow2", "-o", "cluster_size=512",
                     big, "4T", NULL};
     assert_int_equal(img_main(8, argv), 1);

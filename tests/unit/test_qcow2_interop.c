@@ -25,43 +25,6 @@
 
 #define MiB (1ull << 20)
 
-static char dir[128];
-
-static int setup(void **state)
-{
-    tu_mkdir(dir, sizeof(dir));
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmdir(dir);
-    unsetenv("KVMPC_AIO");
-    return 0;
-}
-
-/* Runs a shell snippet in the test directory with $QI = qemu-img and
- * $QIO = qemu-io. */
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[3072];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int r = tu_sh("cd '%s' && QI='%s' QIO='%s' && ulimit -c 0 && "
-                  "{ %s ; } >/dev/null",
-                  dir, tu_qemu_img(), tu_qemu_io(), cmd);
-    if (r != 0)
-        fail_msg("setup command failed (%d): %s", r, cmd);
-}
-
-static void path_of(char *out, size_t len, const char *name)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
 static void load_file(struct tu_model *m, const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -85,14 +48,14 @@ struct icase {
 static void run_case(const struct icase *c)
 {
     setenv("KVMPC_AIO", c->engine ? c->engine : "io_uring", 1);
-    sh("%s", c->setup);
+    tu_qemu_sh("%s", c->setup);
     if (c->expect)
-        sh("%s", c->expect);
-    sh("$QI convert -O raw t.qcow2 before.raw");
+        tu_qemu_sh("%s", c->expect);
+    tu_qemu_sh("$QI convert -O raw t.qcow2 before.raw");
     char img[256], before[256], after[256];
-    path_of(img, sizeof(img), "t.qcow2");
-    path_of(before, sizeof(before), "before.raw");
-    path_of(after, sizeof(after), "after.raw");
+    tu_path(img, sizeof(img), "t.qcow2");
+    tu_path(before, sizeof(before), "before.raw");
+    tu_path(after, sizeof(after), "after.raw");
 
     struct tu_model m;
     tu_model_init(&m, c->size);
@@ -118,8 +81,8 @@ static void run_case(const struct icase *c)
     blk_close(bd);
 
     tu_model_save(&m, after);
-    sh("$QI check -q t.qcow2");
-    sh("$QI compare -q -f qcow2 -F raw t.qcow2 after.raw");
+    tu_qemu_sh("$QI check -q t.qcow2");
+    tu_qemu_sh("$QI compare -q -f qcow2 -F raw t.qcow2 after.raw");
     char *argv[] = {"img", "check", img, NULL};
     assert_int_equal(img_main(3, argv), 0);
     tu_model_free(&m);
@@ -189,22 +152,23 @@ static void test_backing_chain_relative(void **state)
 {
     /* base.raw <- images/mid.qcow2 ("../base.raw") <- t.qcow2
      * ("images/mid.qcow2"): names resolve against the image naming them. */
-    sh("rm -rf images && mkdir images && "
-       "head -c 14680064 /dev/urandom > base.raw && "
-       "$QI create -q -f qcow2 -b ../base.raw -F raw images/mid.qcow2 16M && "
-       "$QIO -f qcow2 -c 'write -P 0x44 1M 2M' images/mid.qcow2 && "
-       "$QI create -q -f qcow2 -o cluster_size=4k -b images/mid.qcow2 "
-       "-F qcow2 t.qcow2 && $QIO -f qcow2 -c 'write -P 0x55 2M 64k' "
-       "-c 'write -P 0x66 15M 1M' t.qcow2");
+    tu_qemu_sh(
+        "rm -rf images && mkdir images && "
+        "head -c 14680064 /dev/urandom > base.raw && "
+        "$QI create -q -f qcow2 -b ../base.raw -F raw images/mid.qcow2 16M && "
+        "$QIO -f qcow2 -c 'write -P 0x44 1M 2M' images/mid.qcow2 && "
+        "$QI create -q -f qcow2 -o cluster_size=4k -b images/mid.qcow2 "
+        "-F qcow2 t.qcow2 && $QIO -f qcow2 -c 'write -P 0x55 2M 64k' "
+        "-c 'write -P 0x66 15M 1M' t.qcow2");
     /* Opened by a relative name from elsewhere, none of the names would
      * resolve against the working directory. */
     char cwd[256], rel[256];
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     char parent[128];
-    snprintf(parent, sizeof(parent), "%s", dir);
+    snprintf(parent, sizeof(parent), "%s", tu_dir);
     *strrchr(parent, '/') = '\0';
     assert_int_equal(chdir(parent), 0);
-    snprintf(rel, sizeof(rel), "%s/t.qcow2", strrchr(dir, '/') + 1);
+    snprintf(rel, sizeof(rel), "%s/t.qcow2", strrchr(tu_dir, '/') + 1);
     struct blockdev *bd = tu_open(rel, BLK_FORMAT_AUTO, true);
     uint8_t b[4];
     assert_int_equal(tu_read(bd, 2 * MiB, b, 4), 0);
@@ -217,17 +181,18 @@ static void test_backing_chain_relative(void **state)
     run_case(&c);
     assert_int_equal(chdir(cwd), 0);
     /* The backing files were only read. */
-    sh("$QI check -q images/mid.qcow2");
+    tu_qemu_sh("$QI check -q images/mid.qcow2");
 }
 
 static void test_deep_chain(void **state)
 {
     /* 24 overlays, each writing its own 256 KiB, over a qcow2 base. */
-    sh("rm -f l*.qcow2 && $QI create -q -f qcow2 -o cluster_size=4k l0.qcow2 "
-       "8M && for i in $(seq 1 24); do $QI create -q -f qcow2 -b "
-       "l$((i-1)).qcow2 -F qcow2 l$i.qcow2 && $QIO -f qcow2 -c \"write -P "
-       "$i $((i*262144)) 262144\" l$i.qcow2; done && ln -f l24.qcow2 "
-       "t.qcow2");
+    tu_qemu_sh(
+        "rm -f l*.qcow2 && $QI create -q -f qcow2 -o cluster_size=4k l0.qcow2 "
+        "8M && for i in $(seq 1 24); do $QI create -q -f qcow2 -b "
+        "l$((i-1)).qcow2 -F qcow2 l$i.qcow2 && $QIO -f qcow2 -c \"write -P "
+        "$i $((i*262144)) 262144\" l$i.qcow2; done && ln -f l24.qcow2 "
+        "t.qcow2");
     struct icase c = {.name = "deep", .setup = "true", .size = 8 * MiB,
                       .requests = 800};
     run_case(&c);
@@ -270,10 +235,11 @@ static void test_dirty_image_is_repaired(void **state)
 {
     /* qemu-io aborts with lazy refcounts in use: the image stays dirty and
      * its refcounts are stale. Opening it for writing repairs it. */
-    sh("rm -f t.qcow2 && $QI create -q -f qcow2 -o lazy_refcounts=on "
-       "t.qcow2 16M && ($QIO -f qcow2 -c 'write -P 0x77 0 4M' -c 'write -P "
-       "0x78 8M 1M' -c abort t.qcow2 2>/dev/null; true)");
-    int dirty = tu_sh("cd '%s' && '%s' check t.qcow2 >/dev/null 2>&1", dir,
+    tu_qemu_sh(
+        "rm -f t.qcow2 && $QI create -q -f qcow2 -o lazy_refcounts=on "
+        "t.qcow2 16M && ($QIO -f qcow2 -c 'write -P 0x77 0 4M' -c 'write -P "
+        "0x78 8M 1M' -c abort t.qcow2 2>/dev/null; true)");
+    int dirty = tu_sh("cd '%s' && '%s' check t.qcow2 >/dev/null 2>&1", tu_dir,
                       tu_qemu_img());
     assert_int_not_equal(dirty, 0); /* refcount errors before the repair */
     struct icase c = {.name = "dirty", .setup = "true", .size = 16 * MiB};
@@ -282,18 +248,21 @@ static void test_dirty_image_is_repaired(void **state)
 
 static void test_internal_snapshot_untouched(void **state)
 {
-    sh("rm -f t.qcow2 && $QI create -q -f qcow2 t.qcow2 16M && " QEMU_DATA(
-        "t.qcow2") " && $QI snapshot -c first t.qcow2 && $QIO -f qcow2 -c "
-                   "'write -P 0x99 1M 4M' t.qcow2 && $QI snapshot -c second "
-                   "t.qcow2 && $QI convert -O raw -l snapshot.name=first "
-                   "t.qcow2 s1.raw && $QI convert -O raw -l "
-                   "snapshot.name=second t.qcow2 s2.raw");
+    tu_qemu_sh(
+        "rm -f t.qcow2 && $QI create -q -f qcow2 t.qcow2 16M && " QEMU_DATA(
+            "t.qcow2") " && $QI snapshot -c first t.qcow2 && $QIO -f qcow2 -c "
+                       "'write -P 0x99 1M 4M' t.qcow2 && $QI snapshot -c "
+                       "second "
+                       "t.qcow2 && $QI convert -O raw -l snapshot.name=first "
+                       "t.qcow2 s1.raw && $QI convert -O raw -l "
+                       "snapshot.name=second t.qcow2 s2.raw");
     struct icase c = {.name = "snapshot", .setup = "true", .size = 16 * MiB};
     run_case(&c);
-    sh("$QI convert -O raw -l snapshot.name=first t.qcow2 s1.now && cmp "
-       "s1.raw s1.now && $QI convert -O raw -l snapshot.name=second "
-       "t.qcow2 s2.now && cmp s2.raw s2.now && $QI snapshot -l t.qcow2 | "
-       "grep -q second");
+    tu_qemu_sh(
+        "$QI convert -O raw -l snapshot.name=first t.qcow2 s1.now && cmp "
+        "s1.raw s1.now && $QI convert -O raw -l snapshot.name=second "
+        "t.qcow2 s2.now && cmp s2.raw s2.now && $QI snapshot -l t.qcow2 | "
+        "grep -q second");
 }
 
 static void test_preallocated(void **state)
@@ -326,10 +295,10 @@ static uint64_t allocated_bytes(const char *path)
 static void test_discard_frees_space(void **state)
 {
     setenv("KVMPC_AIO", "io_uring", 1);
-    sh("$QI create -q -f qcow2 -o cluster_size=64k t.qcow2 64M && "
-       "$QIO -f qcow2 -c 'write -P 0x77 0 32M' t.qcow2");
+    tu_qemu_sh("$QI create -q -f qcow2 -o cluster_size=64k t.qcow2 64M && "
+               "$QIO -f qcow2 -c 'write -P 0x77 0 32M' t.qcow2");
     char img[256];
-    path_of(img, sizeof(img), "t.qcow2");
+    tu_path(img, sizeof(img), "t.qcow2");
     uint64_t before = allocated_bytes(img);
     assert_true(before >= 32 * MiB);
 
@@ -349,54 +318,53 @@ static void test_discard_frees_space(void **state)
     uint64_t after = allocated_bytes(img);
     assert_true(before - after >= 23 * MiB);
     /* Whole clusters [64k, 24M) are gone; the partial ends are kept. */
-    sh("$QI check -q t.qcow2 && "
-       "$QIO -f qcow2 -c 'read -P 0x77 0 64k' -c 'read -P 0 64k 25100288' "
-       "-c 'read -P 0x77 24M 8M' t.qcow2 > io.out && "
-       "! grep -q failed io.out && test $(grep -c '^read ' io.out) = 3");
+    tu_qemu_sh(
+        "$QI check -q t.qcow2 && "
+        "$QIO -f qcow2 -c 'read -P 0x77 0 64k' -c 'read -P 0 64k 25100288' "
+        "-c 'read -P 0x77 24M 8M' t.qcow2 > io.out && "
+        "! grep -q failed io.out && test $(grep -c '^read ' io.out) = 3");
 }
 
 /* Images kvmpc makes are images QEMU accepts, and the other way round. */
 static void test_img_tools_interop(void **state)
 {
     char p[256], b[256];
-    path_of(p, sizeof(p), "k.qcow2");
-    path_of(b, sizeof(b), "kb.raw");
-    sh("head -c 3M /dev/urandom > kb.raw");
+    tu_path(p, sizeof(p), "k.qcow2");
+    tu_path(b, sizeof(b), "kb.raw");
+    tu_qemu_sh("head -c 3M /dev/urandom > kb.raw");
     char *argv[] = {"img", "create", "-f", "qcow2", "-o",
                     "cluster_size=4k,compat=0.10", "-b", "kb.raw", p, NULL};
     assert_int_equal(img_main(9, argv), 0);
-    sh("$QI check -q k.qcow2 && $QI info k.qcow2 | grep -q 'virtual size: 3 "
-       "MiB' && $QI compare -q k.qcow2 kb.raw");
-    sh("$QI create -q -f qcow2 q.qcow2 1G && $QIO -f qcow2 -c 'write 0 1M' "
-       "q.qcow2");
+    tu_qemu_sh(
+        "$QI check -q k.qcow2 && $QI info k.qcow2 | grep -q 'virtual size: 3 "
+        "MiB' && $QI compare -q k.qcow2 kb.raw");
+    tu_qemu_sh(
+        "$QI create -q -f qcow2 q.qcow2 1G && $QIO -f qcow2 -c 'write 0 1M' "
+        "q.qcow2");
     char q[256];
-    path_of(q, sizeof(q), "q.qcow2");
+    tu_path(q, sizeof(q), "q.qcow2");
     char *argv2[] = {"img", "check", q, NULL};
     assert_int_equal(img_main(3, argv2), 0);
     char *argv3[] = {"img", "info", q, NULL};
     assert_int_equal(img_main(3, argv3), 0);
 }
 
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tu_setup, tu_teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_v2_and_v3_cluster_sizes, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_backing_chain_relative, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_deep_chain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_extended_l2, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lazy_refcounts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dirty_image_is_repaired, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_internal_snapshot_untouched,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_preallocated, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_discard_frees_space, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_img_tools_interop, setup,
-                                        teardown),
+        T(test_v2_and_v3_cluster_sizes),
+        T(test_compressed),
+        T(test_backing_chain_relative),
+        T(test_deep_chain),
+        T(test_extended_l2),
+        T(test_lazy_refcounts),
+        T(test_dirty_image_is_repaired),
+        T(test_internal_snapshot_untouched),
+        T(test_preallocated),
+        T(test_discard_frees_space),
+        T(test_img_tools_interop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
