@@ -48,6 +48,7 @@ struct emu_native {
     uint8_t *map;
     unsigned slot_off, exit_off, recover_off, code_end;
     uint64_t slot_end; /* where the single-step trap must come from */
+    unsigned slot_len; /* bytes of the instruction in the slot, 0: none */
     pthread_t altstack_thread; /* where the alternate stack is known set */
     bool altstack_known;
     /* Filled by the signal handler. */
@@ -346,14 +347,24 @@ int emu_native_protect(struct emu_native *n, unsigned page, int prot)
 static int load_slot(struct emu_native *n, const struct emu_native_job *job)
 {
     uint8_t *code = n->map + CODE_OFF;
-    if (job->code_len == 0 || job->code_len > SLOT_LEN ||
-        mprotect(code, EMU_NATIVE_PAGE, PROT_READ | PROT_WRITE) != 0)
+    if (job->code_len == 0 || job->code_len > SLOT_LEN)
+        return -1;
+    /* A guest loop runs the same instruction again and again: keep the
+     * slot (and its two mprotect calls) when it already holds it. */
+    if (n->slot_len == job->code_len &&
+        memcmp(code + n->slot_off, job->code, job->code_len) == 0)
+        return 0;
+    n->slot_len = 0;
+    if (mprotect(code, EMU_NATIVE_PAGE, PROT_READ | PROT_WRITE) != 0)
         return -1;
     /* Bytes the CPU might take as part of a longer instruction than ours
      * are 0xCC: as ModRM a register form, as an opcode a trap. */
     memset(code + n->slot_off, 0xCC, SLOT_LEN);
     memcpy(code + n->slot_off, job->code, job->code_len);
-    return mprotect(code, EMU_NATIVE_PAGE, PROT_READ | PROT_EXEC);
+    if (mprotect(code, EMU_NATIVE_PAGE, PROT_READ | PROT_EXEC) != 0)
+        return -1;
+    n->slot_len = job->code_len;
+    return 0;
 }
 
 /* Only the arithmetic flags and DF travel; TF, AC, IF stay the host's. */

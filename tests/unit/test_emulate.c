@@ -1072,6 +1072,39 @@ static void test_native_length_guard(void **state)
     assert_int_equal(job.gpr[X86_RSP], 0x1000);
 }
 
+/* The slot keeps an instruction between executions: one of the same
+ * length but other bytes must still replace it. */
+static void test_native_slot_reuse(void **state)
+{
+    struct emu_native_job job;
+    uint8_t img[4096];
+    memcpy(img, cpu.xsave, sizeof(img));
+    static const struct {
+        const char *code;
+        uint64_t want;
+    } seq[] = {
+        {"\xc4\xe2\xf3\xf7\xc3", 0x0F00000000000000ull}, /* shrx */
+        {"\xc4\xe2\xf3\xf7\xc3", 0x0F00000000000000ull},
+        {"\xc4\xe2\xf2\xf7\xc3", 0xFFF0000000000000ull}, /* sarx */
+        {"\xc4\xe2\xf3\xf7\xc3", 0x0F00000000000000ull},
+    };
+    for (unsigned i = 0; i < ARRAY_SIZE(seq); i++) {
+        memset(&job, 0, sizeof(job));
+        job.xsave = img;
+        job.xsave_len = sizeof(img);
+        job.xsave_mask = emu_native_xsave_mask() & 0x3;
+        job.gpr[X86_RSP] = 0x1000;
+        job.gpr[X86_RBX] = i == 2 ? 0xFF00000000000000ull
+                                  : 0xF000000000000000ull;
+        job.gpr[X86_RCX] = 4;
+        memcpy(job.code, seq[i].code, 5);
+        job.code_len = 5;
+        assert_int_equal(emu_native_exec(executor, &job), 0);
+        assert_int_equal(job.signo, 0);
+        assert_int_equal(job.gpr[X86_RAX], seq[i].want);
+    }
+}
+
 static bool host_has_avx512f(void)
 {
     unsigned a, b, c, d;
@@ -1348,6 +1381,7 @@ int main(void)
         T(test_native_checks),
         T(test_native_avx512),
         T(test_native_length_guard),
+        T(test_native_slot_reuse),
         T(test_native_batch),
         T(test_unsupported_diagnostic),
         T(test_exit_instruction_bytes),

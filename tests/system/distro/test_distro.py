@@ -281,9 +281,10 @@ def vm_command(a, overlay, debugcon, direct):
             cmd += ['-kernel', direct[0], '-initrd', direct[1],
                     '-append', direct[2]]
         return cmd
+    # --stats: exits by reason and instruction completions, in stderr.log.
     cmd = [a.kvmpc, 'run', '--disk', overlay + ',format=qcow2',
            '--cpus', str(a.cpus), '--mem', str(a.mem), '--console', 'stdio',
-           '--debugcon', debugcon]
+           '--debugcon', debugcon, '--stats']
     if direct:
         cmd += ['--kernel', direct[0], '--initrd', direct[1],
                 '--append', direct[2]]
@@ -472,6 +473,9 @@ def run_test(a, workdir):
         if rc == 0 and not g.serial.search(rb'reboot: Power down'):
             rc = 2 if g.serial.search(rb'reboot: Restarting') else 1
     print('VM exit status %d (%s)' % (rc, KVMPC_EXIT.get(rc, '?')))
+    if not a.qemu:
+        with open(g.stderr_path, errors='replace') as f:
+            print('--- kvmpc --stats ---\n' + f.read().strip())
     if rc != 0:
         problems.append('the VM exited with status %d, not 0 (power-off)' % rc)
     fsck_rc, fsck_out = fsck_root(overlay, info, workdir)
