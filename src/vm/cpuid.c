@@ -11,8 +11,6 @@
 #define CPUID_1_ECX_CX16 (1u << 13)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
 #define CPUID_1_EDX_HTT (1u << 28)
-#define CPUID_7_EBX_BMI1 (1u << 3)
-#define CPUID_7_EBX_BMI2 (1u << 8)
 #define KVM_CPUID_FEATURES_LEAF 0x40000001u
 #define KVM_FEATURE_PV_UNHALT_BIT (1u << 7)
 #define TOPO_LEVEL_SMT 1
@@ -128,10 +126,6 @@ void cpuid_for_vcpu(const struct kvm_cpuid2 *supported,
         case 4: set_leaf4(e, policy); break;
         case 0xB:
         case 0x1F: set_topology_leaf(e, policy, vcpu_id); break;
-        case 7:
-            if (policy->hide_bmi && e->index == 0)
-                e->ebx &= ~(CPUID_7_EBX_BMI1 | CPUID_7_EBX_BMI2);
-            break;
         case 0x80000008: set_amd_cores(e, policy); break;
         case KVM_CPUID_FEATURES_LEAF:
             if (policy->hide_pv_unhalt)

@@ -19,12 +19,6 @@ struct cpuid_policy {
      * guest's spinlocks spin instead of halting (Linux hung in pv
      * qspinlocks there with several vCPUs). */
     bool hide_pv_unhalt;
-    /* Its emulator lacks the VEX-encoded BMI1/BMI2 instructions in guest
-     * kernel code, so each one is completed by kvmpc (a userspace exit);
-     * Linux's zstd picks its BMI2 decoders by CPUID, and unpacking a zstd
-     * initramfs then exits every few instructions. Hidden, the kernel
-     * takes its plain x86-64 paths, which KVM emulates in place. */
-    bool hide_bmi;
 };
 
 /* KVM_GET_SUPPORTED_CPUID into a malloc'ed table; NULL after reporting. */

@@ -75,8 +75,7 @@ int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v)
         return -1;
     struct cpuid_policy policy = {.ncpus = vm->ncpus,
                                   .hide_cx16 = vm->host_is_pvm,
-                                  .hide_pv_unhalt = vm->host_is_pvm,
-                                  .hide_bmi = vm->host_is_pvm};
+                                  .hide_pv_unhalt = vm->host_is_pvm};
     cpuid_for_vcpu(vm->supported_cpuid, &policy, id, cpuid);
     int r = ioctl(v->fd, KVM_SET_CPUID2, cpuid);
     free(cpuid);

@@ -21,10 +21,6 @@ static struct kvm_cpuid2 *make_supported(void)
          .eax = 0x1C004121},
         {.function = 4, .index = 3, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
          .eax = 0x1C03C163},
-        {.function = 7, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-         .ebx = 0xD19F4FBB, .ecx = 0x1BC1FFF},
-        {.function = 7, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-         .eax = 0x1B30},
         {.function = 0xB, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
         {.function = 0xB, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
         {.function = 0xB, .index = 2, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
@@ -42,7 +38,7 @@ static void check_vcpu(const struct kvm_cpuid2 *sup, unsigned ncpus,
     struct kvm_cpuid2 *out = calloc(
         1, sizeof(*out) + CPUID_MAX_ENTRIES * sizeof(out->entries[0]));
     struct cpuid_policy p = {.ncpus = ncpus, .hide_cx16 = pvm,
-                             .hide_pv_unhalt = pvm, .hide_bmi = pvm};
+                             .hide_pv_unhalt = pvm};
     cpuid_for_vcpu(sup, &p, id, out);
     struct kvm_cpuid_entry2 *l1 = cpuid_find(out, 1, 0);
     assert_int_equal(l1->ebx >> 24, id);
@@ -71,11 +67,6 @@ static void check_vcpu(const struct kvm_cpuid2 *sup, unsigned ncpus,
     /* PV_UNHALT (bit 7) hidden on PVM, the other KVM features kept */
     struct kvm_cpuid_entry2 *kvm = cpuid_find(out, 0x40000001, 0);
     assert_int_equal(kvm->eax, pvm ? 0x1007E7Bu : 0x1007EFBu);
-    /* BMI1 (bit 3) and BMI2 (bit 8) hidden on PVM, the rest of leaf 7 kept */
-    struct kvm_cpuid_entry2 *l7 = cpuid_find(out, 7, 0);
-    assert_int_equal(l7->ebx, pvm ? 0xD19F4EB3u : 0xD19F4FBBu);
-    assert_int_equal(l7->ecx, 0x1BC1FFFu);
-    assert_int_equal(cpuid_find(out, 7, 1)->eax, 0x1B30u);
     free(out);
 }
 
