@@ -487,9 +487,12 @@ static void check_bmi(void)
     for (unsigned i = 0; i < 100; i++)
         __asm__ volatile("shr %%cl, %0" : "+r"(x) : "c"(cnt) : "cc");
     uint64_t t2 = rdtsc();
+    uint32_t id[4];
+    cpuid_count(7, 0, id);
     kit_check(ok, "emu-bmi",
               "shrx 0x%lx bzhi 0x%lx andn 0x%lx; TSC ticks per shrx %lu, "
-              "per shr %lu", sh, lo, an, (t1 - t0) / 100, (t2 - t1) / 100);
+              "per shr %lu; CPUID.7.EBX 0x%x", sh, lo, an, (t1 - t0) / 100,
+              (t2 - t1) / 100, id[1]);
 }
 
 /* ---- vector instructions --------------------------------------------- */
