@@ -459,6 +459,10 @@ static enum emu_result store_state(struct emu *e, enum emu_result r)
     memset(&ev, 0, sizeof(ev));
     if (e->ops->get_events(e->vcpu, &ev) != 0)
         return vcpu_error(e, "KVM_GET_VCPU_EVENTS");
+    /* Usually there is nothing to drop or raise: save the ioctl. */
+    if (!e->exc.set && !ev.exception.pending && !ev.exception.injected &&
+        !ev.exception_has_payload && !(r == EMU_DONE && ev.interrupt.shadow))
+        return r;
     memset(&ev.exception, 0, sizeof(ev.exception));
     ev.exception_has_payload = 0;
     ev.exception_payload = 0;

@@ -219,23 +219,25 @@ static enum emu_result native_run(struct emu *e, struct native_mem *m,
 
 /* The next instruction joins the batch when it runs on the host too and
  * raises nothing before it starts. Single-stepping guests get no batch. */
-static bool batch_next(struct emu *e, uint64_t xcr0)
+static bool batch_next(struct emu *e, uint64_t xcr0, bool gpr)
 {
     return !(e->regs.rflags & 0x100) && emu_peek_next(e) &&
-           x86_native_ok(&e->insn) && !vector_exception(e, xcr0);
+           x86_native_ok(&e->insn) && (!gpr || gpr_only(&e->insn)) &&
+           !vector_exception(e, xcr0);
 }
 
 /* Runs the instruction in e->insn and the vector instructions that follow
  * it. Only the first one's exceptions are raised: a later one that faults
  * ends the batch unexecuted and faults when the guest runs it again. */
 static enum emu_result run_batch(struct emu *e, struct native_mem *m,
-                                 struct emu_native_job *job, uint64_t xcr0)
+                                 struct emu_native_job *job, uint64_t xcr0,
+                                 bool gpr)
 {
     enum emu_result r = native_run(e, m, job);
     if (r != EMU_DONE)
         return r;
     emu_advance(e);
-    while (e->extra_done + 1 < BATCH_MAX && batch_next(e, xcr0)) {
+    while (e->extra_done + 1 < BATCH_MAX && batch_next(e, xcr0, gpr)) {
         struct exception saved = e->exc;
         if (native_run(e, m, job) != EMU_DONE) {
             e->exc = saved;
@@ -249,6 +251,29 @@ static enum emu_result run_batch(struct emu *e, struct native_mem *m,
     return EMU_DONE;
 }
 
+/* An XSAVE header of zeros: what the executor restores and saves for
+ * instructions on general registers only (its component mask is 0). */
+#define NO_XSTATE_LEN 576
+
+/* Instructions on general registers only (BMI, CRC32, MOVBE, ...) need
+ * neither XCR0 nor the guest's XSAVE state: two ioctls fewer per exit. */
+static enum emu_result gpr_batch(struct emu *e, struct native_mem *m)
+{
+    struct emu_native_job job;
+    uint8_t *none = calloc(1, NO_XSTATE_LEN);
+    enum emu_result r;
+    memset(&job, 0, sizeof(job));
+    if (!none) {
+        r = unsupported(e, "out of memory");
+    } else {
+        job.xsave = none;
+        job.xsave_len = NO_XSTATE_LEN;
+        r = run_batch(e, m, &job, 0, true);
+    }
+    free(none);
+    return r;
+}
+
 enum emu_result emu_vector(struct emu *e)
 {
     struct native_mem *m;
@@ -258,6 +283,15 @@ enum emu_result emu_vector(struct emu *e)
     struct emu_native *n = e->ops->native ? e->ops->native(e->vcpu) : NULL;
     if (!n)
         return unsupported(e, "no executor for vector instructions");
+    if (gpr_only(&e->insn)) {
+        m = calloc(1, sizeof(*m));
+        if (!m)
+            return unsupported(e, "out of memory");
+        m->n = n;
+        enum emu_result r = gpr_batch(e, m);
+        free(m);
+        return r;
+    }
     enum emu_result r = emu_get_xcr0(e, &xcr0);
     if (r != EMU_DONE)
         return r;
@@ -277,7 +311,7 @@ enum emu_result emu_vector(struct emu *e)
         memcpy(before, job.xsave, job.xsave_len);
         job.xsave_mask = emu_native_xsave_mask() & (xcr0 | 3);
         m->n = n;
-        r = run_batch(e, m, &job, xcr0);
+        r = run_batch(e, m, &job, xcr0, false);
     }
     if (r == EMU_DONE && memcmp(before, job.xsave, job.xsave_len) != 0 &&
         e->ops->set_xsave(e->vcpu, job.xsave, job.xsave_len) != 0)

@@ -27,6 +27,7 @@ struct fake_vcpu {
     uint64_t tsc, tsc_aux;
     struct kvm_vcpu_events events;
     int set_regs, set_sregs, set_xsave, set_events;
+    int get_xsave, get_xcrs;
 };
 
 static int f_get_regs(void *v, struct kvm_regs *r)
@@ -59,6 +60,7 @@ static size_t f_xsave_size(void *v) { return 4096; }
 
 static int f_get_xsave(void *v, void *buf, size_t len)
 {
+    ((struct fake_vcpu *)v)->get_xsave++;
     memcpy(buf, ((struct fake_vcpu *)v)->xsave, len);
     return 0;
 }
@@ -72,6 +74,7 @@ static int f_set_xsave(void *v, const void *buf, size_t len)
 
 static int f_get_xcrs(void *v, struct kvm_xcrs *x)
 {
+    ((struct fake_vcpu *)v)->get_xcrs++;
     x->nr_xcrs = 1;
     x->xcrs[0].xcr = 0;
     x->xcrs[0].value = ((struct fake_vcpu *)v)->xcr0;
@@ -939,10 +942,24 @@ static uint32_t crc32c_u64(uint32_t crc, uint64_t v)
 
 static void test_native_gpr_and_flags(void **state)
 {
+    /* KVM with KVM_CAP_EXIT_ON_EMULATION_FAILURE queues no #UD. */
+    cpu.events.exception.pending = 0;
     cpu.regs.rax = 0;
     cpu.regs.rdi = 0x0123456789ABCDEFull;
     assert_int_equal(run("f2 48 0f 38 f1 c7"), EMU_DONE); /* crc32 rax, rdi */
     assert_int_equal(cpu.regs.rax, crc32c_u64(0, 0x0123456789ABCDEFull));
+    /* On general registers only: no XCR0, no XSAVE state fetched; no
+     * event to drop or raise, so none written either. */
+    assert_int_equal(cpu.get_xsave + cpu.get_xcrs + cpu.set_events, 0);
+    /* shrx rax, rbx, rcx then bzhi rdx, rbx, rcx: one batch */
+    cpu.regs.rip = CODE;
+    cpu.regs.rbx = 0xF000000000000F0Full;
+    cpu.regs.rcx = 8;
+    assert_int_equal(run("c4 e2 f3 f7 c3 c4 e2 f0 f5 d3"), EMU_DONE);
+    assert_int_equal(cpu.regs.rax, 0x00F000000000000Full);
+    assert_int_equal(cpu.regs.rdx, 0x0Full);
+    assert_int_equal(cpu.regs.rip, CODE + 10);
+    assert_int_equal(cpu.get_xsave + cpu.get_xcrs, 0);
     /* ptest xmm2, xmm2 with xmm2 = 0 sets ZF and CF */
     memset(cpu.xsave + 160 + 32, 0, 16);
     cpu.regs.rip = CODE;
