@@ -4,7 +4,6 @@
 #include "block/qcow2_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,43 +491,6 @@ void qcow2_defer_free_entry(struct qcow2 *q, uint64_t l2e)
         qcow2_defer_free(q, off, 1);
 }
 
-/* Gives the space of n unreferenced clusters back to the host file system,
- * so that a guest's discards (fstrim) shrink the image as they do a raw
- * file. Safe: no on-disk table points there any more (rule 3), and the
- * clusters cannot be allocated again before this returns. Synchronous
- * because it is rare and cheap; a failure (a file system without hole
- * punching) only keeps the space allocated. */
-static void punch_clusters(struct qcow2 *q, uint64_t first, uint64_t n)
-{
-    if (!n || q->f.is_bdev || q->f.readonly)
-        return;
-    uint64_t off = first << q->m.cb, len = n << q->m.cb;
-    if (off >= q->f.size)
-        return;
-    len = MIN(len, q->f.size - off);
-    (void)fallocate(q->f.bfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    (off_t)off, (off_t)len);
-}
-
-/* Drops one reference from each cluster of a free and punches the runs of
- * those that became unreferenced. */
-static void free_clusters(struct qcow2 *q, uint64_t cluster, uint64_t n)
-{
-    uint64_t run = 0;
-    for (uint64_t j = 0; j < n; j++) {
-        uint64_t c = cluster + j, v;
-        if (qcow2_rc_add(q, c, -1) == 0 && qcow2_rc_get(q, c, &v) == 0 &&
-            v == 0) {
-            qcow2_meta_del(q, c << q->m.cb);
-            run++;
-            continue;
-        }
-        punch_clusters(q, c - run, run);
-        run = 0;
-    }
-    punch_clusters(q, cluster + n - run, run);
-}
-
 void qcow2_apply_frees(struct qcow2 *q, unsigned done_seq)
 {
     size_t keep = 0;
@@ -538,7 +500,12 @@ void qcow2_apply_frees(struct qcow2 *q, unsigned done_seq)
             q->frees[keep++] = f;
             continue;
         }
-        free_clusters(q, f.cluster, f.n);
+        for (uint64_t j = 0; j < f.n; j++) {
+            uint64_t v;
+            if (qcow2_rc_add(q, f.cluster + j, -1) == 0 &&
+                qcow2_rc_get(q, f.cluster + j, &v) == 0 && v == 0)
+                qcow2_meta_del(q, (f.cluster + j) << q->m.cb);
+        }
     }
     q->nfrees = keep;
 }

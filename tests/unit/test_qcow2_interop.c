@@ -283,48 +283,6 @@ static void test_preallocated(void **state)
     }
 }
 
-static uint64_t allocated_bytes(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (uint64_t)st.st_blocks * 512;
-}
-
-/* A guest's discards (fstrim) give the space back to the host: the image
- * file shrinks, stays consistent, and the range reads as zeros. */
-static void test_discard_frees_space(void **state)
-{
-    setenv("KVMPC_AIO", "io_uring", 1);
-    tu_qemu_sh("$QI create -q -f qcow2 -o cluster_size=64k t.qcow2 64M && "
-               "$QIO -f qcow2 -c 'write -P 0x77 0 32M' t.qcow2");
-    char img[256];
-    tu_path(img, sizeof(img), "t.qcow2");
-    uint64_t before = allocated_bytes(img);
-    assert_true(before >= 32 * MiB);
-
-    struct blk_open_opts o = {.path = img, .cache = BLK_CACHE_WRITEBACK};
-    struct blockdev *bd;
-    assert_int_equal(blk_open(&o, &bd), 0);
-    /* Unaligned ends: the partial clusters at both ends stay. */
-    assert_int_equal(tu_io(bd, BLK_OP_DISCARD, 4096, NULL, 24 * MiB), 0);
-    assert_int_equal(tu_flush(bd), 0);
-    assert_int_equal(tu_flush(bd), 0); /* the frees apply after a job */
-    static uint8_t buf[1 << 20];
-    assert_int_equal(tu_read(bd, 2 * MiB, buf, sizeof(buf)), 0);
-    for (size_t i = 0; i < sizeof(buf); i++)
-        assert_int_equal(buf[i], 0);
-    blk_close(bd);
-
-    uint64_t after = allocated_bytes(img);
-    assert_true(before - after >= 23 * MiB);
-    /* Whole clusters [64k, 24M) are gone; the partial ends are kept. */
-    tu_qemu_sh(
-        "$QI check -q t.qcow2 && "
-        "$QIO -f qcow2 -c 'read -P 0x77 0 64k' -c 'read -P 0 64k 25100288' "
-        "-c 'read -P 0x77 24M 8M' t.qcow2 > io.out && "
-        "! grep -q failed io.out && test $(grep -c '^read ' io.out) = 3");
-}
-
 /* Images kvmpc makes are images QEMU accepts, and the other way round. */
 static void test_img_tools_interop(void **state)
 {
@@ -363,7 +321,6 @@ int main(void)
         T(test_dirty_image_is_repaired),
         T(test_internal_snapshot_untouched),
         T(test_preallocated),
-        T(test_discard_frees_space),
         T(test_img_tools_interop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
