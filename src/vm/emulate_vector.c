@@ -257,20 +257,19 @@ static enum emu_result run_batch(struct emu *e, struct native_mem *m,
 
 /* Instructions on general registers only (BMI, CRC32, MOVBE, ...) need
  * neither XCR0 nor the guest's XSAVE state: two ioctls fewer per exit. */
-static enum emu_result gpr_batch(struct emu *e, struct native_mem *m)
+static enum emu_result gpr_batch(struct emu *e, struct emu_native *n)
 {
+    uint8_t none[NO_XSTATE_LEN] = {0};
     struct emu_native_job job;
-    uint8_t *none = calloc(1, NO_XSTATE_LEN);
-    enum emu_result r;
+    struct native_mem *m = calloc(1, sizeof(*m));
+    if (!m)
+        return unsupported(e, "out of memory");
     memset(&job, 0, sizeof(job));
-    if (!none) {
-        r = unsupported(e, "out of memory");
-    } else {
-        job.xsave = none;
-        job.xsave_len = NO_XSTATE_LEN;
-        r = run_batch(e, m, &job, 0, true);
-    }
-    free(none);
+    job.xsave = none;
+    job.xsave_len = sizeof(none);
+    m->n = n;
+    enum emu_result r = run_batch(e, m, &job, 0, true);
+    free(m);
     return r;
 }
 
@@ -283,15 +282,8 @@ enum emu_result emu_vector(struct emu *e)
     struct emu_native *n = e->ops->native ? e->ops->native(e->vcpu) : NULL;
     if (!n)
         return unsupported(e, "no executor for vector instructions");
-    if (gpr_only(&e->insn)) {
-        m = calloc(1, sizeof(*m));
-        if (!m)
-            return unsupported(e, "out of memory");
-        m->n = n;
-        enum emu_result r = gpr_batch(e, m);
-        free(m);
-        return r;
-    }
+    if (gpr_only(&e->insn))
+        return gpr_batch(e, n);
     enum emu_result r = emu_get_xcr0(e, &xcr0);
     if (r != EMU_DONE)
         return r;
