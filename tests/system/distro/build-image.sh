@@ -19,6 +19,9 @@
 # usage: build-image.sh        prints the result directory (last line)
 #   KVMPC_DISTRO_SOURCES=FILE  apt sources for the image (default: the
 #                              host's Debian sources)
+#   KVMPC_DISTRO_INITRD_COMPRESS=zstd|lz4|gzip|xz
+#                              initramfs-tools' COMPRESS (default: Debian's
+#                              zstd; lz4 on a PVM host, see below)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${KVMPC_CACHE:-/var/cache/kvmpc}/distro
@@ -28,6 +31,23 @@ variant=minbase
 # initramfs-tools (zstd: the initrd's compression; busybox: its shell).
 packages=(linux-image-amd64 initramfs-tools zstd busybox grub-pc systemd-sysv
           udev e2fsprogs util-linux kmod)
+# The initrd's compression. Debian's default is zstd, and Linux's zstd
+# decoders run BMI2 instructions in their inner loops. A PVM host cannot
+# emulate those in guest ring 0 nor hide BMI2 from the guest, so every one
+# is completed by kvmpc and unpacking the initrd takes hours there; LZ4
+# unpacks with plain instructions. The choice is initramfs-tools' own
+# COMPRESS setting, as an administrator would make it.
+initrd_compress=${KVMPC_DISTRO_INITRD_COMPRESS:-}
+if [ -z "$initrd_compress" ]; then
+    initrd_compress=zstd
+    [ -d /sys/module/kvm_pvm ] && initrd_compress=lz4
+fi
+case $initrd_compress in
+zstd|gzip) ;;
+lz4|xz) packages+=("$initrd_compress") ;;
+*) echo "build-image.sh: KVMPC_DISTRO_INITRD_COMPRESS=$initrd_compress:" \
+        "expected zstd, lz4, gzip or xz" >&2; exit 1 ;;
+esac
 disk_mib=2048
 part_start=2048                 # sectors: the partition starts at 1 MiB
 host=kvmpc-distro
@@ -68,7 +88,7 @@ key=$( {
     for f in "$0" "$here/customize.sh" "$here/grub_mbr.py" ${sources:+"$sources"}; do
         echo "file ${f##*/}"; sha256sum <"$f"
     done
-    echo "$suite $variant ${packages[*]} $disk_mib $part_start $host"
+    echo "$suite $variant ${packages[*]} $disk_mib $part_start $host $initrd_compress"
     candidate_versions
 } | sha256sum | cut -c1-16)
 out=$cache/debian12-$key
@@ -116,7 +136,9 @@ include=$(IFS=,; echo "${packages[*]}")
 echo "build-image.sh: mmdebstrap $suite ($variant + $include)" >&2
 mmdebstrap --mode=root --variant="$variant" --include="$include" \
     --aptopt='Acquire::Check-Valid-Until "false"' \
-    --customize-hook="'$here/customize.sh' \"\$1\" $uuid $host $machine_id" \
+    --essential-hook="mkdir -p \"\$1/etc/initramfs-tools/conf.d\" &&
+        echo COMPRESS=$initrd_compress >\"\$1/etc/initramfs-tools/conf.d/compress\"" \
+    --customize-hook="'$here/customize.sh' \"\$1\" $uuid $host $machine_id $initrd_compress" \
     --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" >"$1/../packages"' \
     "$suite" "$root" ${sources:+"$sources"} >"$tmp/mmdebstrap.log" 2>&1 ||
     { tail -n 40 "$tmp/mmdebstrap.log" >&2; die "mmdebstrap failed (log above)"; }
@@ -155,6 +177,7 @@ part_start_sectors=$part_start
 part_sectors=$psectors
 kernel=$kver
 hostname=$host
+initrd_compress=$initrd_compress
 EOF
 sync -f "$tmp"
 mv -T "$tmp" "$out"

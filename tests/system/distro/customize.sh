@@ -6,9 +6,9 @@
 # (modules, core.img, grubenv, grub.cfg), all without a block device. It
 # also checks that the initramfs can find the root disk (virtio, ext4).
 #
-# usage: customize.sh ROOT ROOT_UUID HOSTNAME MACHINE_ID
+# usage: customize.sh ROOT ROOT_UUID HOSTNAME MACHINE_ID INITRD_COMPRESS
 set -euo pipefail
-root=$1 uuid=$2 host=$3 machine_id=$4
+root=$1 uuid=$2 host=$3 machine_id=$4 compress=$5
 
 die() {
     echo "customize.sh: $*" >&2
@@ -57,6 +57,13 @@ EOF
 grep -qx 'MODULES=most' "$root/etc/initramfs-tools/initramfs.conf" ||
     die "initramfs.conf does not say MODULES=most"
 listing=$(chroot "$root" lsinitramfs "/boot/initrd.img-$kver")
+# The compression build-image.sh chose; mkinitramfs silently falls back to
+# gzip when the kernel lacks a decompressor.
+magic=$(od -An -tx1 -N4 "$root/boot/initrd.img-$kver" | tr -d ' ')
+case $compress:$magic in
+zstd:28b52ffd|lz4:02214c18|gzip:1f8b*|xz:fd377a58) ;;
+*) die "the initrd starts with $magic, not $compress data" ;;
+esac
 for mod in virtio_pci virtio_blk ext4; do
     grep -q "/$mod\.ko" <<<"$listing" ||
         die "the initramfs lacks $mod.ko"
