@@ -13,23 +13,52 @@ static int vcpu_fd(void *vcpu)
     return ((struct emu_kvm_vcpu *)vcpu)->vcpu_fd;
 }
 
+/* The kvm_run whose synced state stands in for the register ioctls, or
+ * NULL (see emu_kvm_sync_regs()). */
+static struct kvm_run *synced(void *vcpu)
+{
+    return ((struct emu_kvm_vcpu *)vcpu)->sync;
+}
+
 static int get_regs(void *v, struct kvm_regs *r)
 {
+    struct kvm_run *run = synced(v);
+    if (run) {
+        *r = run->s.regs.regs;
+        return 0;
+    }
     return ioctl(vcpu_fd(v), KVM_GET_REGS, r) < 0 ? -1 : 0;
 }
 
 static int set_regs(void *v, const struct kvm_regs *r)
 {
+    struct kvm_run *run = synced(v);
+    if (run) {
+        run->s.regs.regs = *r;
+        run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+        return 0;
+    }
     return ioctl(vcpu_fd(v), KVM_SET_REGS, r) < 0 ? -1 : 0;
 }
 
 static int get_sregs(void *v, struct kvm_sregs *s)
 {
+    struct kvm_run *run = synced(v);
+    if (run) {
+        *s = run->s.regs.sregs;
+        return 0;
+    }
     return ioctl(vcpu_fd(v), KVM_GET_SREGS, s) < 0 ? -1 : 0;
 }
 
 static int set_sregs(void *v, const struct kvm_sregs *s)
 {
+    struct kvm_run *run = synced(v);
+    if (run) {
+        run->s.regs.sregs = *s;
+        run->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
+        return 0;
+    }
     return ioctl(vcpu_fd(v), KVM_SET_SREGS, s) < 0 ? -1 : 0;
 }
 
@@ -78,11 +107,22 @@ static int get_msr(void *v, uint32_t index, uint64_t *value)
 
 static int get_events(void *v, struct kvm_vcpu_events *ev)
 {
+    struct kvm_run *run = synced(v);
+    if (run) {
+        *ev = run->s.regs.events;
+        return 0;
+    }
     return ioctl(vcpu_fd(v), KVM_GET_VCPU_EVENTS, ev) < 0 ? -1 : 0;
 }
 
 static int set_events(void *v, const struct kvm_vcpu_events *ev)
 {
+    struct kvm_run *run = synced(v);
+    if (run) {
+        run->s.regs.events = *ev;
+        run->kvm_dirty_regs |= KVM_SYNC_X86_EVENTS;
+        return 0;
+    }
     return ioctl(vcpu_fd(v), KVM_SET_VCPU_EVENTS, ev) < 0 ? -1 : 0;
 }
 
@@ -130,6 +170,19 @@ int emu_kvm_init(struct emu_kvm_vcpu *v, int vm_fd, int fd)
     }
     v->native = emu_native_create();
     return v->native ? 0 : -1;
+}
+
+#define SYNC_FIELDS \
+    (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
+
+int emu_kvm_sync_regs(struct emu_kvm_vcpu *v, int vm_fd, struct kvm_run *run)
+{
+    int fields = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+    if (fields < 0 || (fields & SYNC_FIELDS) != SYNC_FIELDS)
+        return -1;
+    run->kvm_valid_regs = SYNC_FIELDS;
+    v->sync = run;
+    return 0;
 }
 
 void emu_kvm_fini(struct emu_kvm_vcpu *v)

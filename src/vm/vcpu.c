@@ -83,7 +83,13 @@ int vcpu_create(struct vm *vm, unsigned id, struct vcpu *v)
         report_error("KVM_SET_CPUID2: %s", strerror(errno));
         return -1;
     }
-    return emu_kvm_init(&v->emu, vm->vm_fd, v->fd);
+    if (emu_kvm_init(&v->emu, vm->vm_fd, v->fd))
+        return -1;
+    /* On PVM most exits are completions: let them skip the ioctls. */
+    if (vm->host_is_pvm && emu_kvm_sync_regs(&v->emu, vm->vm_fd, v->run))
+        report_warning("vCPU %u: KVM cannot sync registers through the "
+                       "run area; completions will be slower", id);
+    return 0;
 }
 
 static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)

@@ -1293,6 +1293,44 @@ static void push_frame(const uint32_t *words, unsigned n)
     cpu.regs.rsp = STACK;
 }
 
+/* With the run area synced, the KVM ops read the state KVM stored at the
+ * exit and mark what they write for the next KVM_RUN, never touching the
+ * vCPU file descriptor (here -1: an ioctl would fail). */
+static void test_kvm_ops_synced(void **state)
+{
+    (void)state;
+    static struct kvm_run run;
+    memset(&run, 0, sizeof(run));
+    run.s.regs.regs.rip = 0x1234;
+    run.s.regs.sregs.cr3 = 0x5000;
+    run.s.regs.events.interrupt.shadow = 1;
+    struct emu_kvm_vcpu v = {.vcpu_fd = -1};
+    struct kvm_regs r;
+    struct kvm_sregs s;
+    struct kvm_vcpu_events ev;
+    assert_int_equal(emu_kvm_ops.get_regs(&v, &r), -1);  /* not synced */
+    v.sync = &run;
+    assert_int_equal(emu_kvm_ops.get_regs(&v, &r), 0);
+    assert_int_equal(emu_kvm_ops.get_sregs(&v, &s), 0);
+    assert_int_equal(emu_kvm_ops.get_events(&v, &ev), 0);
+    assert_int_equal(r.rip, 0x1234);
+    assert_int_equal(s.cr3, 0x5000);
+    assert_int_equal(ev.interrupt.shadow, 1);
+    assert_int_equal(run.kvm_dirty_regs, 0);
+    r.rip += 3;
+    assert_int_equal(emu_kvm_ops.set_regs(&v, &r), 0);
+    assert_int_equal(run.kvm_dirty_regs, KVM_SYNC_X86_REGS);
+    assert_int_equal(run.s.regs.regs.rip, 0x1237);
+    s.cr2 = 0xdead000;
+    ev.interrupt.shadow = 0;
+    assert_int_equal(emu_kvm_ops.set_sregs(&v, &s), 0);
+    assert_int_equal(emu_kvm_ops.set_events(&v, &ev), 0);
+    assert_int_equal(run.kvm_dirty_regs, KVM_SYNC_X86_REGS |
+                     KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS);
+    assert_int_equal(run.s.regs.sregs.cr2, 0xdead000);
+    assert_int_equal(run.s.regs.events.interrupt.shadow, 0);
+}
+
 static void test_iret_same_privilege(void **state)
 {
     prot32_mode();
@@ -1405,6 +1443,7 @@ int main(void)
         T(test_fetch_faults),
         T(test_shadow_cleared_and_other_exits),
         T(test_stats_print),
+        T(test_kvm_ops_synced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
