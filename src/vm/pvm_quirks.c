@@ -80,6 +80,14 @@ static int set_msr(struct vcpu *v, uint32_t index, uint64_t value)
     return ioctl(v->fd, KVM_SET_MSRS, m) == 1 ? 0 : -1;
 }
 
+/* The vCPU's registers, from the run area where the exit brought them
+ * (emu_kvm_sync_regs()), else by ioctl. */
+static bool get_state(struct vcpu *v, struct kvm_regs *r, struct kvm_sregs *s)
+{
+    return emu_kvm_ops.get_regs(&v->emu, r) == 0 &&
+           emu_kvm_ops.get_sregs(&v->emu, s) == 0;
+}
+
 static struct gp_mmu mmu_at(const struct kvm_sregs *s, uint64_t rflags,
                             uint8_t cpl)
 {
@@ -143,8 +151,7 @@ static bool arm(struct vcpu *v, char *diag, size_t len)
 {
     struct kvm_regs r;
     struct kvm_sregs s;
-    if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
-        ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+    if (!get_state(v, &r, &s))
         return fail(diag, len, "reading the vCPU state");
     v->pvm.pf_handler = handler_of(v, &s, r.rflags, VEC_PF);
     v->pvm.ud_handler = handler_of(v, &s, r.rflags, VEC_UD);
@@ -167,8 +174,8 @@ static bool step_over(struct vcpu *v, char *diag, size_t len)
 static bool put_state(struct vcpu *v, const struct kvm_regs *r,
                       const struct kvm_sregs *s, char *diag, size_t len)
 {
-    if ((s && ioctl(v->fd, KVM_SET_SREGS, s) < 0) ||
-        ioctl(v->fd, KVM_SET_REGS, r) < 0)
+    if ((s && emu_kvm_ops.set_sregs(&v->emu, s) != 0) ||
+        emu_kvm_ops.set_regs(&v->emu, r) != 0)
         return fail(diag, len, "writing the vCPU state");
     return true;
 }
@@ -183,8 +190,7 @@ static bool at_pf_handler(struct vcpu *v, char *diag, size_t len)
     uint8_t raw[INT_FRAME64_SIZE + 8];
     struct exc_frame64 f = {0};
     uint64_t val[3];
-    if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
-        ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+    if (!get_state(v, &r, &s))
         return fail(diag, len, "reading the vCPU state");
     if (read_kernel(v, &s, r.rflags, r.rsp, raw, sizeof(raw)))
         exc_frame64_parse(raw, true, &f);
@@ -247,8 +253,7 @@ static bool at_ud_handler(struct vcpu *v, char *diag, size_t len)
     uint8_t raw[INT_FRAME64_SIZE], insn[2];
     struct exc_frame64 f = {0};
     uint8_t vector = 0;
-    if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
-        ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+    if (!get_state(v, &r, &s))
         return fail(diag, len, "reading the vCPU state");
     if (read_kernel(v, &s, r.rflags, r.rsp, raw, sizeof(raw)))
         exc_frame64_parse(raw, false, &f);
