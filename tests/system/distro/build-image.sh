@@ -19,9 +19,9 @@
 # usage: build-image.sh        prints the result directory (last line)
 #   KVMPC_DISTRO_SOURCES=FILE  apt sources for the image (default: the
 #                              host's Debian sources)
-#   KVMPC_DISTRO_INITRD_COMPRESS=zstd|lz4|gzip|xz
-#                              initramfs-tools' COMPRESS (default: Debian's
-#                              zstd; lz4 on a PVM host, see below)
+#   KVMPC_DISTRO_SLOW_HOST=1|0 build for a host that emulates guest ring 0
+#                              (slow-host.sh: LZ4 initrd, longer timeouts);
+#                              default 1 on PVM hosts, else 0
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${KVMPC_CACHE:-/var/cache/kvmpc}/distro
@@ -31,22 +31,19 @@ variant=minbase
 # initramfs-tools (zstd: the initrd's compression; busybox: its shell).
 packages=(linux-image-amd64 initramfs-tools zstd busybox grub-pc systemd-sysv
           udev e2fsprogs util-linux kmod)
-# The initrd's compression. Debian's default is zstd, and Linux's zstd
-# decoders run BMI2 instructions in their inner loops. A PVM host cannot
-# emulate those in guest ring 0 nor hide BMI2 from the guest, so every one
-# is completed by kvmpc and unpacking the initrd takes hours there; LZ4
-# unpacks with plain instructions. The choice is initramfs-tools' own
-# COMPRESS setting, as an administrator would make it.
-initrd_compress=${KVMPC_DISTRO_INITRD_COMPRESS:-}
-if [ -z "$initrd_compress" ]; then
-    initrd_compress=zstd
-    [ -d /sys/module/kvm_pvm ] && initrd_compress=lz4
+# On a host that emulates guest ring 0 the image gets what an administrator
+# of such a slow machine would set (slow-host.sh); elsewhere Debian's
+# defaults (a zstd initrd) stand.
+slow_host=${KVMPC_DISTRO_SLOW_HOST:-}
+if [ -z "$slow_host" ]; then
+    slow_host=0
+    [ -d /sys/module/kvm_pvm ] && slow_host=1
 fi
-case $initrd_compress in
-zstd|gzip) ;;
-lz4|xz) packages+=("$initrd_compress") ;;
-*) echo "build-image.sh: KVMPC_DISTRO_INITRD_COMPRESS=$initrd_compress:" \
-        "expected zstd, lz4, gzip or xz" >&2; exit 1 ;;
+case $slow_host in
+0) initrd_compress=zstd ;;
+1) initrd_compress=lz4; packages+=(lz4) ;;
+*) echo "build-image.sh: KVMPC_DISTRO_SLOW_HOST=$slow_host: expected 0 or 1" >&2
+   exit 1 ;;
 esac
 disk_mib=2048
 part_start=2048                 # sectors: the partition starts at 1 MiB
@@ -85,10 +82,11 @@ candidate_versions() {
 }
 
 key=$( {
-    for f in "$0" "$here/customize.sh" "$here/grub_mbr.py" ${sources:+"$sources"}; do
+    for f in "$0" "$here/customize.sh" "$here/slow-host.sh" "$here/grub_mbr.py" \
+             ${sources:+"$sources"}; do
         echo "file ${f##*/}"; sha256sum <"$f"
     done
-    echo "$suite $variant ${packages[*]} $disk_mib $part_start $host $initrd_compress"
+    echo "$suite $variant ${packages[*]} $disk_mib $part_start $host $slow_host"
     candidate_versions
 } | sha256sum | cut -c1-16)
 out=$cache/debian12-$key
@@ -133,11 +131,12 @@ stage() {       # stage NAME: the seconds since the previous stage
 
 root=$tmp/root
 include=$(IFS=,; echo "${packages[*]}")
+hooks=()
+[ "$slow_host" = 0 ] || hooks=(--essential-hook="'$here/slow-host.sh' \"\$1\"")
 echo "build-image.sh: mmdebstrap $suite ($variant + $include)" >&2
 mmdebstrap --mode=root --variant="$variant" --include="$include" \
     --aptopt='Acquire::Check-Valid-Until "false"' \
-    --essential-hook="mkdir -p \"\$1/etc/initramfs-tools/conf.d\" &&
-        echo COMPRESS=$initrd_compress >\"\$1/etc/initramfs-tools/conf.d/compress\"" \
+    "${hooks[@]}" \
     --customize-hook="'$here/customize.sh' \"\$1\" $uuid $host $machine_id $initrd_compress" \
     --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" >"$1/../packages"' \
     "$suite" "$root" ${sources:+"$sources"} >"$tmp/mmdebstrap.log" 2>&1 ||
@@ -177,6 +176,7 @@ part_start_sectors=$part_start
 part_sectors=$psectors
 kernel=$kver
 hostname=$host
+slow_host=$slow_host
 initrd_compress=$initrd_compress
 EOF
 sync -f "$tmp"

@@ -64,6 +64,10 @@ case $compress:$magic in
 zstd:28b52ffd|lz4:02214c18|gzip:1f8b*|xz:fd377a58) ;;
 *) die "the initrd starts with $magic, not $compress data" ;;
 esac
+settle=scripts/local-top/udev-settle-slow-host  # slow-host.sh's, if it ran
+if [ -e "$root/etc/initramfs-tools/$settle" ]; then
+    grep -q "^$settle\$" <<<"$listing" || die "the initramfs lacks $settle"
+fi
 for mod in virtio_pci virtio_blk ext4; do
     grep -q "/$mod\.ko" <<<"$listing" ||
         die "the initramfs lacks $mod.ko"
