@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 
@@ -189,6 +190,42 @@ static pthread_mutex_t handlers_lock = PTHREAD_MUTEX_INITIALIZER;
 static const int fault_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
                                     SIGTRAP};
 
+/* Appends v in hex to buf at *at: async-signal-safe. */
+static void put_hex(char *buf, size_t *at, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    buf[(*at)++] = '0';
+    buf[(*at)++] = 'x';
+    for (int shift = 60; shift >= 0; shift -= 4)
+        if (v >> shift || shift == 0)
+            buf[(*at)++] = digits[(v >> shift) & 0xF];
+}
+
+static void put_str(char *buf, size_t *at, const char *s)
+{
+    while (*s)
+        buf[(*at)++] = *s++;
+}
+
+/* A fault of kvmpc's own, about to kill it: one line to say where, for
+ * whoever reads the report (a core dump has the rest). */
+static void report_fatal(int sig, const siginfo_t *si, const ucontext_t *uc)
+{
+    char buf[160];
+    size_t at = 0;
+    put_str(buf, &at, "kvmpc: fatal signal ");
+    put_hex(buf, &at, (uint64_t)sig);
+    put_str(buf, &at, " at ip ");
+    put_hex(buf, &at, (uint64_t)uc->uc_mcontext.gregs[REG_RIP]);
+    put_str(buf, &at, ", address ");
+    put_hex(buf, &at, (uint64_t)si->si_addr);
+    put_str(buf, &at, ", code ");
+    put_hex(buf, &at, (uint64_t)si->si_code);
+    buf[at++] = '\n';
+    ssize_t r = write(STDERR_FILENO, buf, at);
+    (void)r;
+}
+
 static void chain(int sig, siginfo_t *si, void *uc)
 {
     const struct sigaction *old = &previous[sig];
@@ -198,6 +235,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
         old->sa_handler(sig);
     } else {
         /* Default action: the fault repeats on return and kills. */
+        report_fatal(sig, si, uc);
         signal(sig, SIG_DFL);
     }
 }

@@ -10,6 +10,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cpuid.h>
 
 #include "util.h"
@@ -1122,6 +1126,56 @@ static void test_native_slot_reuse(void **state)
     }
 }
 
+/* A fault of kvmpc's own, outside the executor, still kills it (the
+ * default action), after one line on stderr that says where. */
+static void test_native_fatal_report(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    volatile int *unmapped = mmap(NULL, 4096, PROT_NONE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(unmapped != MAP_FAILED);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        /* As in kvmpc: no handler of anyone else's behind ours. */
+        signal(SIGSEGV, SIG_DFL);
+        struct emu_native_job job;
+        uint8_t img[4096];
+        memcpy(img, cpu.xsave, sizeof(img));
+        memset(&job, 0, sizeof(job));
+        job.xsave = img;
+        job.xsave_len = sizeof(img);
+        job.xsave_mask = emu_native_xsave_mask() & 0x3;
+        job.gpr[X86_RSP] = 0x1000;
+        memcpy(job.code, "\x48\x01\xd8", 3); /* add rax, rbx */
+        job.code_len = 3;
+        if (emu_native_exec(executor, &job) != 0 || job.signo != 0)
+            _exit(3);
+        *unmapped = 1;
+        _exit(4);
+    }
+    close(fds[1]);
+    char out[256] = {0};
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof(out) - 1 &&
+           (r = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGSEGV);
+    munmap((void *)unmapped, 4096);
+    char where[48];
+    snprintf(where, sizeof(where), ", address %p,", (void *)unmapped);
+    assert_non_null(strstr(out, "kvmpc: fatal signal 0xb at ip 0x"));
+    assert_non_null(strstr(out, where));
+}
+
 static bool host_has_avx512f(void)
 {
     unsigned a, b, c, d;
@@ -1437,6 +1491,7 @@ int main(void)
         T(test_native_avx512),
         T(test_native_length_guard),
         T(test_native_slot_reuse),
+        T(test_native_fatal_report),
         T(test_native_batch),
         T(test_unsupported_diagnostic),
         T(test_exit_instruction_bytes),
