@@ -27,6 +27,7 @@
 #define PIIX4_PMREGMISC 0x80
 #define PIIX4_SMBBASE 0x90
 #define PIIX4_SMBHSTCFG 0xD2
+#define SMBHSTCFG_ENABLE_IRQ9 0x09 /* host enabled, interrupt select IRQ9 */
 
 static void host_bridge_init(struct pci_dev *d)
 {
@@ -66,6 +67,12 @@ static void pm_init(struct pci_dev *d, bool preset_routes)
     d->wmask[PIIX4_PMREGMISC] = 0x01;
     put_le32(&d->wmask[PIIX4_SMBBASE], 0xFFF0);
     d->wmask[PIIX4_SMBHSTCFG] = 0xFF;
+    /* Firmware gives the SMBus controller its ports and enables it;
+     * without, Linux's i2c-piix4 logs an error asking for a BIOS upgrade. */
+    if (preset_routes) {
+        put_le32(&d->cfg[PIIX4_SMBBASE], LAYOUT_PORT_SMBUS_BASE | 1);
+        d->cfg[PIIX4_SMBHSTCFG] = SMBHSTCFG_ENABLE_IRQ9;
+    }
 }
 
 int piix_init(struct piix *p, struct pci_host *h, bool preset_routes)

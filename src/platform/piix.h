@@ -16,8 +16,8 @@ struct piix {
 };
 
 /* Plugs the three functions into h. With preset_routes (direct boot, no
- * firmware to do it) the PIRQ routers and the PM function's interrupt
- * line start as firmware would leave them. */
+ * firmware to do it) the PIRQ routers, the PM function's interrupt line
+ * and its SMBus base start as firmware would leave them. */
 int piix_init(struct piix *p, struct pci_host *h, bool preset_routes);
 
 #endif

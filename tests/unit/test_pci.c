@@ -110,6 +110,9 @@ static void test_mechanism1_probe_and_ids(void **state)
     uint16_t w = 0;
     assert_true(bus_read(&e->pio, 0xCFE, &w, 2));
     assert_int_equal(w, 0x1001);
+    /* direct boot: the SMBus controller is at its ports and enabled */
+    assert_int_equal(cfg_read32(e, 1, 3, 0x90), 0x701);
+    assert_int_equal(cfg_read32(e, 1, 3, 0xD0) >> 16 & 0xFF, 0x09);
     /* SMM stays off: APMC_EN preset in PIIX4 DEVACTB */
     assert_int_equal(cfg_read32(e, 1, 3, 0x58) >> 24, 0x02);
     cfg_write32(e, 1, 3, 0x58, 0);
