@@ -97,10 +97,15 @@ static enum emu_result bounce_operand(struct emu *e, struct native_mem *m,
     m->page[0] = la & ~(uint64_t)(EMU_NATIVE_PAGE - 1);
     m->page[1] = m->page[0] + EMU_NATIVE_PAGE;
     r = bounce_page(e, m, 0);
-    if (r == EMU_DONE && (la & (EMU_NATIVE_PAGE - 1)) + 64 > EMU_NATIVE_PAGE)
+    if (r == EMU_DONE && (la & (EMU_NATIVE_PAGE - 1)) + 64 > EMU_NATIVE_PAGE) {
         r = bounce_page(e, m, 1);
-    else if (r == EMU_DONE && emu_native_protect(m->n, 1, PROT_NONE) != 0)
-        r = unsupported(e, "cannot protect the bounce page");
+    } else if (r == EMU_DONE) {
+        /* Not this instruction's page, whatever an earlier one of the
+         * batch left there: nothing to write back from it. */
+        m->prot[1] = PROT_NONE;
+        if (emu_native_protect(m->n, 1, PROT_NONE) != 0)
+            r = unsupported(e, "cannot protect the bounce page");
+    }
     *host = (uint64_t)(emu_native_bounce(m->n) + (la & (EMU_NATIVE_PAGE - 1)));
     return r;
 }

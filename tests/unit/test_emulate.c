@@ -1064,6 +1064,22 @@ static void test_native_batch(void **state)
     assert_int_equal(cpu.sregs.cr2, DATA + 0x1000);
 }
 
+/* A store whose operand reaches into the next page, then one that does
+ * not: the second page is no longer the instruction's, and its bounce
+ * copy is inaccessible again; only the first page goes back. */
+static void test_native_batch_page_cross_then_not(void **state)
+{
+    memset(ram + DATA, 0x55, 0x2000);
+    cpu.regs.rdi = DATA;
+    /* vmovdqu [rdi+0xff8], xmm0; vmovdqu [rdi+0x10], xmm0 */
+    assert_int_equal(run("c5 fa 7f 87 f8 0f 00 00 c5 fa 7f 47 10"), EMU_DONE);
+    assert_int_equal(cpu.regs.rip, CODE + 13);
+    assert_no_exception();
+    assert_int_equal(stats.completed[X86_OP_NATIVE], 2);
+    assert_memory_equal(ram + DATA + 0xff8, ram + DATA + 0x10, 16);
+    assert_int_equal(ram[DATA + 0x1008], 0x55);
+}
+
 /* If the CPU decodes the slot differently from our decoder, the
  * single-step trap comes from the wrong place: nothing is kept. */
 static void test_native_length_guard(void **state)
@@ -1493,6 +1509,7 @@ int main(void)
         T(test_native_slot_reuse),
         T(test_native_fatal_report),
         T(test_native_batch),
+        T(test_native_batch_page_cross_then_not),
         T(test_unsupported_diagnostic),
         T(test_exit_instruction_bytes),
         T(test_fetch_faults),
