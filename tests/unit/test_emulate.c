@@ -1080,18 +1080,26 @@ static void test_native_batch_page_cross_then_not(void **state)
     assert_int_equal(ram[DATA + 0x1008], 0x55);
 }
 
+/* A job for the executor with the fake vCPU's XSAVE image copied into img
+ * (4096 bytes), components mask of it restored, and a plain stack pointer. */
+static void native_job_init(struct emu_native_job *job, uint8_t *img,
+                            uint64_t mask)
+{
+    memcpy(img, cpu.xsave, 4096);
+    memset(job, 0, sizeof(*job));
+    job->xsave = img;
+    job->xsave_len = 4096;
+    job->xsave_mask = emu_native_xsave_mask() & mask;
+    job->gpr[X86_RSP] = 0x1000;
+}
+
 /* If the CPU decodes the slot differently from our decoder, the
  * single-step trap comes from the wrong place: nothing is kept. */
 static void test_native_length_guard(void **state)
 {
     struct emu_native_job job;
     uint8_t img[4096];
-    memcpy(img, cpu.xsave, sizeof(img));
-    memset(&job, 0, sizeof(job));
-    job.xsave = img;
-    job.xsave_len = sizeof(img);
-    job.xsave_mask = emu_native_xsave_mask() & 0x7;
-    job.gpr[X86_RSP] = 0x1000;
+    native_job_init(&job, img, 0x7);
     /* pxor xmm0, xmm0 cut short: the CPU takes a padding byte as ModRM */
     memcpy(job.code, "\x66\x0f\xef\xc0", 4);
     job.code_len = 3;
@@ -1160,12 +1168,7 @@ static void test_native_fatal_report(void **state)
         signal(SIGSEGV, SIG_DFL);
         struct emu_native_job job;
         uint8_t img[4096];
-        memcpy(img, cpu.xsave, sizeof(img));
-        memset(&job, 0, sizeof(job));
-        job.xsave = img;
-        job.xsave_len = sizeof(img);
-        job.xsave_mask = emu_native_xsave_mask() & 0x3;
-        job.gpr[X86_RSP] = 0x1000;
+        native_job_init(&job, img, 0x3);
         memcpy(job.code, "\x48\x01\xd8", 3); /* add rax, rbx */
         job.code_len = 3;
         if (emu_native_exec(executor, &job) != 0 || job.signo != 0)
