@@ -137,11 +137,16 @@ echo "build-image.sh: mmdebstrap $suite ($variant + $include)" >&2
 mmdebstrap --mode=root --variant="$variant" --include="$include" \
     --aptopt='Acquire::Check-Valid-Until "false"' \
     "${hooks[@]}" \
-    --customize-hook="'$here/customize.sh' \"\$1\" $uuid $host $machine_id $initrd_compress" \
+    --customize-hook="'$here/customize.sh' \"\$1\" $uuid $host $initrd_compress" \
     --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" >"$1/../packages"' \
     "$suite" "$root" ${sources:+"$sources"} >"$tmp/mmdebstrap.log" 2>&1 ||
     { tail -n 40 "$tmp/mmdebstrap.log" >&2; die "mmdebstrap failed (log above)"; }
 stage mmdebstrap
+# An installed system has its machine id. mmdebstrap empties the file in
+# its cleanup, after the customize hooks; left empty, every boot of the
+# image is a "first boot" that starts systemd-machine-id-commit, which has
+# 30 s to write the id and fails on a slow host.
+echo "$machine_id" >"$root/etc/machine-id"
 
 kernels=("$root"/lib/modules/*)
 kver=${kernels[0]##*/}

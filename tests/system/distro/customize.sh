@@ -1,14 +1,14 @@
 #!/bin/bash
 # mmdebstrap customize hook of build-image.sh: turns the freshly bootstrapped
 # tree ROOT into what the Debian installer would leave on the root
-# partition: hostname, machine id, fstab with the root by UUID, a serial
+# partition: hostname, fstab with the root by UUID, a serial
 # getty with root logged in automatically, GRUB's files under /boot/grub
 # (modules, core.img, grubenv, grub.cfg), all without a block device. It
 # also checks that the initramfs can find the root disk (virtio, ext4).
 #
-# usage: customize.sh ROOT ROOT_UUID HOSTNAME MACHINE_ID INITRD_COMPRESS
+# usage: customize.sh ROOT ROOT_UUID HOSTNAME INITRD_COMPRESS
 set -euo pipefail
-root=$1 uuid=$2 host=$3 machine_id=$4 compress=$5
+root=$1 uuid=$2 host=$3 compress=$4
 
 die() {
     echo "customize.sh: $*" >&2
@@ -32,10 +32,6 @@ cat >"$root/etc/hosts" <<EOF
 ff02::1	ip6-allnodes
 ff02::2	ip6-allrouters
 EOF
-# An installed system has its machine id; an empty one would make every
-# boot of the pristine image a "first boot".
-echo "$machine_id" >"$root/etc/machine-id"
-
 cat >"$root/etc/fstab" <<EOF
 # /etc/fstab: static file system information.
 #
