@@ -49,6 +49,14 @@ struct native_mem {
     uint8_t orig[2][EMU_NATIVE_PAGE];
 };
 
+/* Sets bounce page i's access and records it: the record says what
+ * bounce_write_back may take back, so the two never part. */
+static int bounce_protect(struct native_mem *m, unsigned i, int prot)
+{
+    m->prot[i] = prot;
+    return emu_native_protect(m->n, i, prot);
+}
+
 /* Copies a guest page into the bounce area with the access the guest
  * has to it. A page the guest cannot read is left inaccessible: only an
  * instruction that touches it faults. */
@@ -58,7 +66,8 @@ static enum emu_result bounce_page(struct emu *e, struct native_mem *m,
     uint8_t *dst = emu_native_bounce(m->n) + i * EMU_NATIVE_PAGE;
     uint64_t gpa;
     struct gp_fault f;
-    m->prot[i] = PROT_NONE;
+    int prot = PROT_NONE;
+    m->prot[i] = PROT_NONE; /* nothing to take back until the copy is whole */
     if (emu_native_protect(m->n, i, PROT_READ | PROT_WRITE) != 0)
         return unsupported(e, "cannot prepare the bounce page");
     memset(dst, 0, EMU_NATIVE_PAGE);
@@ -70,17 +79,17 @@ static enum emu_result bounce_page(struct emu *e, struct native_mem *m,
             return unsupported(e, "vector operand at 0x%" PRIx64
                                   " is not guest RAM", m->page[i]);
         memcpy(dst, src, EMU_NATIVE_PAGE);
-        m->prot[i] = PROT_READ;
+        prot = PROT_READ;
         if (gp_lookup(e->mem, &e->mmu, m->page[i], GP_WRITE, &gpa, &f) ==
                 GP_OK &&
             gpa_ptr(e->mem, gpa, EMU_NATIVE_PAGE, GMEM_WRITE))
-            m->prot[i] |= PROT_WRITE;
+            prot |= PROT_WRITE;
     } else if (st == GP_NO_MEMORY) {
         return unsupported(e, "page tables for 0x%" PRIx64
                               " are not guest RAM", m->page[i]);
     }
     memcpy(m->orig[i], dst, EMU_NATIVE_PAGE);
-    if (emu_native_protect(m->n, i, m->prot[i]) != 0)
+    if (bounce_protect(m, i, prot) != 0)
         return unsupported(e, "cannot protect the bounce page");
     return EMU_DONE;
 }
@@ -102,8 +111,7 @@ static enum emu_result bounce_operand(struct emu *e, struct native_mem *m,
     } else if (r == EMU_DONE) {
         /* Not this instruction's page, whatever an earlier one of the
          * batch left there: nothing to write back from it. */
-        m->prot[1] = PROT_NONE;
-        if (emu_native_protect(m->n, 1, PROT_NONE) != 0)
+        if (bounce_protect(m, 1, PROT_NONE) != 0)
             r = unsupported(e, "cannot protect the bounce page");
     }
     *host = (uint64_t)(emu_native_bounce(m->n) + (la & (EMU_NATIVE_PAGE - 1)));

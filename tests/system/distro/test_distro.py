@@ -432,10 +432,11 @@ def check_session(g, a, results):
     results.append(('systemctl is-system-running', state))
     failed, rc = shell(g, 'FAILED', 'systemctl --failed --no-legend --plain')
     results.append(('systemctl --failed', failed or '(none)'))
-    if rc != 0 or failed.strip():
-        problems.append('failed systemd units: %s' % (
-            ', '.join(l.split()[0] for l in failed.splitlines() if l.split())
-            or 'systemctl status %d' % rc))
+    units = [l.split()[0] for l in failed.splitlines() if l.strip()]
+    if rc != 0:
+        problems.append('systemctl --failed exited %d' % rc)
+    elif units:
+        problems.append('failed systemd units: ' + ', '.join(units))
     return problems
 
 
